@@ -1,0 +1,177 @@
+"""``nnUNetv2_malenia_check DATASET_NAME_OR_ID``: validate a raw dataset's ``malenia_attributes.json``.
+
+Runs the same validation training uses (:func:`load_dataset_attributes`) and adds the checks it does not make,
+because ``json.load`` and dict lookups silently ignore them:
+
+* duplicate keys in the attribute file (JSON keeps the last one, so an earlier description vanishes);
+* unknown top-level keys and unknown keys in a label entry (a typo such as ``"case"`` for ``"cases"`` or
+  ``"atributes"`` next to ``"disease"`` would otherwise drop data without a word);
+* dataset.json / imagesTr problems that would otherwise surface as a Python traceback (no ``file_ending``,
+  no imagesTr folder, label values that are not integers).
+
+Every problem is printed as one line ``file: key path: message``; the exit code is 2 when there is any.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from nnunetv2_malenia.attributes.dataset_attributes import DatasetAttributes, load_dataset_attributes
+from nnunetv2_malenia.attributes.schema import ORGAN_ASPECT, read_json
+from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME, raw_dataset_folder
+
+TOP_LEVEL_KEYS = ("format_version", "knowledge_table", "labels", "cases", "about")
+LABEL_ENTRY_KEYS = ("disease", "attributes", "description", "organ", "paper_split", "source")
+
+
+class _Pairs(list):
+    """A JSON object kept as its (key, value) pairs, so repeated keys stay visible."""
+
+
+def _duplicate_keys(path: Path) -> List[Problem]:
+    """Keys given twice in one JSON object, with their key path (json.load silently keeps only the last)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = json.load(f, object_pairs_hook=_Pairs)
+    except (OSError, ValueError):
+        return []            # unreadable or invalid JSON: load_dataset_attributes reports it with line numbers
+    problems: List[Problem] = []
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, _Pairs):
+            seen = set()
+            for key, value in node:
+                child = f"{where}.{key}" if where else str(key)
+                if key in seen:
+                    problems.append(Problem(str(path), child, "key given twice in the same object; "
+                                                              "only the last one would be used"))
+                seen.add(key)
+                walk(value, child)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+
+    walk(tree, "")
+    return problems
+
+
+def _unknown_keys(raw: dict, file: str) -> List[Problem]:
+    problems = [Problem(file, key, f"unknown top-level key; known keys: {', '.join(TOP_LEVEL_KEYS)}")
+                for key in raw if key not in TOP_LEVEL_KEYS and not str(key).startswith("_")]
+    labels = raw.get("labels")
+    if isinstance(labels, dict):
+        for name, entry in labels.items():
+            if isinstance(entry, dict):
+                problems += [Problem(file, f"labels.{name}.{key}", f"unknown key in a label entry; known keys: "
+                                                                   f"{', '.join(LABEL_ENTRY_KEYS)}")
+                             for key in entry if key not in LABEL_ENTRY_KEYS]
+    return problems
+
+
+def raw_dataset_problems(folder: Path) -> List[Problem]:
+    """Structural problems of the nnU-Net raw dataset that would otherwise crash the case listing."""
+    dj_file = folder / "dataset.json"
+    if not folder.is_dir():
+        return [Problem(str(folder), "", "raw dataset folder not found")]
+    dataset_json = read_json(dj_file, "dataset.json")
+    problems = []
+    if "file_ending" not in dataset_json and "dataset" not in dataset_json:
+        problems.append(Problem(str(dj_file), "file_ending", "missing (e.g. \".nii.gz\")"))
+    if "dataset" not in dataset_json and not (folder / "imagesTr").is_dir():
+        problems.append(Problem(str(folder / "imagesTr"), "", "folder not found"))
+    labels = dataset_json.get("labels")
+    if isinstance(labels, dict):
+        for name, value in labels.items():
+            if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+                problems.append(Problem(str(dj_file), f"labels.{name}", f"label value must be an integer, "
+                                                                        f"got {value!r}"))
+    return problems
+
+
+def validate_raw_dataset(folder: Path | str) -> DatasetAttributes:
+    """All checks for one raw dataset folder; raises MaleniaInputError with every problem found."""
+    folder = Path(folder)
+    problems = raw_dataset_problems(folder)
+    if problems:
+        raise MaleniaInputError(problems)
+    attr_file = folder / DATASET_ATTRIBUTES_FILENAME
+    extra: List[Problem] = []
+    if attr_file.is_file():
+        extra += _duplicate_keys(attr_file)
+        try:
+            extra += _unknown_keys(read_json(attr_file, "dataset attribute file"), str(attr_file))
+        except MaleniaInputError:
+            pass             # the same read error comes from load_dataset_attributes below
+    try:
+        attributes = load_dataset_attributes(folder)
+    except MaleniaInputError as e:
+        raise MaleniaInputError(e.problems + extra) from None
+    if extra:
+        raise MaleniaInputError(extra)
+    return attributes
+
+
+def summary_lines(attributes: DatasetAttributes, n_cases: Optional[int] = None) -> List[str]:
+    """What a user wants to see on success: each label's meaning, per-case coverage, text bank size."""
+    lines = ["labels:"]
+    for la in sorted(attributes.labels.values(), key=lambda la: la.value):
+        if not la.is_lesion:
+            lines.append(f"  {la.value} {la.name}: organ label ({la.organ}): {la.descriptions[ORGAN_ASPECT][0]!r}")
+        elif la.disease is not None:
+            lines.append(f"  {la.value} {la.name}: lesion, disease {la.disease!r} in {la.organ}")
+        else:
+            lines.append(f"  {la.value} {la.name}: lesion described inline, in {la.organ}")
+    of_cases = f" of {n_cases}" if n_cases is not None else ""
+    lines.append(f"cases with per-case descriptions: {len(attributes.cases)}{of_cases}")
+    dataset_texts = {(aspect, text) for la in attributes.labels.values() for aspect, texts in la.descriptions.items()
+                     for text in texts}
+    dataset_texts |= {(aspect, text) for per_case in attributes.cases.values() for texts_by_aspect in
+                      per_case.values() for aspect, texts in texts_by_aspect.items() for text in texts}
+    lines.append(f"distinct descriptions: {len(attributes.all_descriptions())} for the text bank "
+                 f"(knowledge table and this dataset), {len(dataset_texts)} used by this dataset's labels and cases")
+    return lines
+
+
+def resolve_raw_dataset(dataset: str) -> Path:
+    """``raw_dataset_folder`` with every bad name turned into a MaleniaInputError (nnU-Net raises ValueError)."""
+    try:
+        return raw_dataset_folder(dataset)
+    except ValueError as e:           # nnU-Net raises ValueError for names that are neither an id nor Dataset...
+        if isinstance(e, MaleniaInputError):
+            raise
+        raise MaleniaInputError(Problem("", "DATASET_NAME_OR_ID", f"{dataset!r}: give a dataset id (e.g. 501) or a "
+                                                                  f"name such as Dataset501_Kidney")) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_malenia_check",
+        description="Validate the Malenia attribute file (malenia_attributes.json) of an nnU-Net raw dataset in "
+                    "nnUNet_raw: every label described, per-case entries naming existing cases and lesion labels, "
+                    "known aspects and value keys, resolvable diseases. Prints one line per problem and exits 2, "
+                    "or prints a short summary and exits 0.")
+    parser.add_argument("dataset", metavar="DATASET_NAME_OR_ID", help="dataset name or id, as for nnUNetv2_train")
+    args = parser.parse_args(argv)
+    try:
+        folder = resolve_raw_dataset(args.dataset)
+        attributes = validate_raw_dataset(folder)
+    except MaleniaInputError as e:
+        for p in e.problems:
+            print(f"error: {p}", file=sys.stderr)
+        print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
+        sys.exit(2)
+    from nnunetv2_malenia.attributes.dataset_attributes import list_raw_cases
+
+    n_cases = len(list_raw_cases(folder, read_json(folder / "dataset.json", "dataset.json")))
+    print(f"{folder / DATASET_ATTRIBUTES_FILENAME}: OK")
+    for line in summary_lines(attributes, n_cases):
+        print(line)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
