@@ -1,0 +1,86 @@
+"""nnUNetv2_malenia_phantoms: write the embedded phantom CT dataset (nnU-Net raw format + Malenia attributes)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nnunetv2_malenia.errors import MaleniaInputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_phantoms", description=__doc__)
+    p.add_argument("-d", dest="dataset_id", type=int, required=True, help="nnU-Net dataset id (e.g. 901)")
+    p.add_argument("-o", dest="root", required=True, help="nnUNet_raw-like root; writes ROOT/DatasetID_NAME")
+    p.add_argument("--split", choices=("seen", "unseen", "all"), default="all",
+                   help="label the paper's seen diseases, its unseen ones, or all (default all)")
+    p.add_argument("--cases", type=int, default=20, help="training cases (imagesTr)")
+    p.add_argument("--test-cases", type=int, default=0, help="test cases (imagesTs/labelsTs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, nargs=3, default=(64, 64, 64), metavar=("X", "Y", "Z"))
+    p.add_argument("--spacing", type=float, nargs=3, default=(5.0, 5.0, 5.0), metavar=("X", "Y", "Z"),
+                   help="voxel spacing in mm")
+    p.add_argument("--name", default="MaleniaPhantom")
+    p.add_argument("--with-unlabeled-unseen", action="store_true",
+                   help="seen split: also render unseen lesions, unlabelled (background)")
+    p.add_argument("--organ-labels", action="store_true", help="add one label per organ")
+    p.add_argument("--knowledge-table", action="append", default=[], help="extra knowledge table JSON file")
+    p.add_argument("--preview", help="folder for PNG slices through the lesions of the first cases")
+    p.add_argument("--background", help="real-anatomy mode: a CT (.nii.gz) to insert lesions into")
+    p.add_argument("--organs", help="real-anatomy mode: folder of organ masks (liver.nii.gz, kidney_left.nii.gz, ...)")
+    p.add_argument("-np", dest="num_processes", type=int, default=2)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except MaleniaInputError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        sys.exit(2)
+
+
+def run(args) -> Path:
+    from nnunetv2_malenia.attributes import load_knowledge_table
+    from nnunetv2_malenia.errors import Problem
+    from nnunetv2_malenia.phantoms.dataset import split_diseases, write_phantom_dataset
+    from nnunetv2_malenia.phantoms.generator import PhantomConfig, generate_case
+    from nnunetv2_malenia.phantoms.preview import write_preview
+
+    problems = []
+    if min(args.size) < 16:
+        problems.append(Problem("", "--size", "each dimension must be at least 16 voxels"))
+    if min(args.spacing) <= 0:
+        problems.append(Problem("", "--spacing", "must be positive"))
+    if args.cases < 1 or args.test_cases < 0:
+        problems.append(Problem("", "--cases", "need at least one training case and no negative test cases"))
+    if bool(args.background) != bool(args.organs):
+        problems.append(Problem("", "--background/--organs", "real-anatomy mode needs both"))
+    if problems:
+        raise MaleniaInputError(problems)
+    table = load_knowledge_table(args.knowledge_table)
+    labelled, unlabelled = split_diseases(table, args.split, args.with_unlabeled_unseen)
+    config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing), labelled=labelled,
+                           unlabelled=unlabelled, organ_labels=args.organ_labels, seed=args.seed,
+                           background=args.background, organs=args.organs)
+    if args.background:
+        from nnunetv2_malenia.phantoms.dataset import restrict_to_background
+
+        config, skipped = restrict_to_background(config, table)
+        for name in skipped:
+            print(f"skipped {name!r}: its organ has no mask in {args.organs}", file=sys.stderr)
+    folder = Path(args.root) / f"Dataset{args.dataset_id:03d}_{args.name}"
+    write_phantom_dataset(folder, table, config, args.cases, args.test_cases, args.num_processes)
+    if args.preview:
+        for i in range(min(3, args.cases)):
+            case = generate_case(table.diseases, config, i)
+            write_preview(case.image, case.label, case.lesions, Path(args.preview), f"phantom_{i:05d}",
+                          case.geometry[2] if case.geometry else None)
+    print(f"wrote {folder}")
+    return folder
+
+
+if __name__ == "__main__":
+    main()

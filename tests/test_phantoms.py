@@ -1,0 +1,190 @@
+"""Phantom generator: rendered images obey their attribute records; dataset files are valid and deterministic."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from nnunetv2_malenia.attributes import load_dataset_attributes, load_knowledge_table
+from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.phantoms.anatomy import build_anatomy, parenchyma_hu, render_anatomy
+from nnunetv2_malenia.phantoms.cli import main
+from nnunetv2_malenia.phantoms.dataset import split_diseases
+from nnunetv2_malenia.phantoms.lesion_render import render_lesion
+
+SIZE = (40, 40, 40)
+TABLE = load_knowledge_table()
+
+
+def _render(disease: str, seed: int = 0, radius: float = 4.0, **attrs):
+    """A noise-free lesion of ``disease`` with chosen aspect values; returns (image, label, anatomy, attrs)."""
+    rng = np.random.default_rng(seed)
+    anatomy = build_anatomy(SIZE, rng)
+    d = TABLE[disease]
+    chosen = {a: v[0] for a, v in d.value_keys.items()}
+    chosen.update(attrs)
+    image = render_anatomy(anatomy, chosen["enhancement_status"])
+    lesion = render_lesion(image, anatomy, d, chosen, radius, rng)
+    return image, lesion.label_mask, anatomy, chosen
+
+
+@pytest.mark.parametrize("density,sign", [("hypodense", -1), ("hyperdense", 1)])
+def test_density_relative_to_parenchyma(density, sign):
+    image, label, _, attrs = _render("kidney tumor", density=density, density_variation="heterogeneous",
+                                          specific_features="none", radius=5.0)
+    core = ndimage.binary_erosion(label, iterations=1)
+    diff = image[core].mean() - parenchyma_hu(attrs["location"], attrs["enhancement_status"])
+    assert sign * diff > 20
+
+
+def test_heterogeneous_has_more_internal_spread_than_homogeneous():
+    stds = {}
+    for variation in ("homogeneous", "heterogeneous"):
+        image, label, _, _ = _render("liver cyst", density_variation=variation, radius=5.0)
+        stds[variation] = image[ndimage.binary_erosion(label, iterations=1)].std()
+    assert stds["heterogeneous"] > stds["homogeneous"] + 10
+
+
+def _transition_width(image, label):
+    """Voxels in the band between 20% and 80% of the lesion-to-background contrast, per border voxel."""
+    inside = np.median(image[ndimage.binary_erosion(label, iterations=1)])
+    shell = ndimage.binary_dilation(label, iterations=4) & ~ndimage.binary_dilation(label, iterations=3)
+    outside = np.median(image[shell])
+    frac = (image - outside) / (inside - outside)
+    band = (frac > 0.2) & (frac < 0.8) & ndimage.binary_dilation(label, iterations=4)
+    border = label & ~ndimage.binary_erosion(label)
+    return band.sum() / border.sum()
+
+
+def test_ill_defined_margin_is_wider_than_well_defined():
+    widths = {s: _transition_width(*_render("liver cyst", surface=s, radius=5.0)[:2])
+              for s in ("well_defined", "ill_defined")}
+    assert widths["ill_defined"] > 1.5 * widths["well_defined"]
+
+
+def _sphericity(label):
+    area = (label & ~ndimage.binary_erosion(label)).sum()
+    return label.sum() ** (2 / 3) / area
+
+
+def test_round_like_is_more_spherical_than_irregular():
+    round_s = np.mean([_sphericity(_render("liver tumor", seed=s, shape="round_like", radius=6.0)[1]) for s in range(3)])
+    irr_s = np.mean([_sphericity(_render("liver tumor", seed=s, shape="irregular", radius=6.0)[1]) for s in range(3)])
+    assert round_s > irr_s
+
+
+@pytest.mark.parametrize("phase", ["non_contrast", "contrast_enhanced"])
+def test_aorta_ivc_rule_identifies_phase(phase):
+    anatomy = build_anatomy(SIZE, np.random.default_rng(1))
+    image = render_anatomy(anatomy, phase) + np.random.default_rng(2).normal(0, 12, SIZE)
+    vessels = anatomy.mask("aorta") | anatomy.mask("ivc")
+    assert (image[vessels].mean() < 80) == (phase == "non_contrast")
+
+
+@pytest.mark.parametrize("location", ["liver_left_lobe", "liver_right_lobe"])
+def test_lesion_centre_lies_in_named_subregion(location):
+    _, label, anatomy, _ = _render("liver cyst", location=location, radius=3.0)
+    com = tuple(int(round(c)) for c in ndimage.center_of_mass(label))
+    assert anatomy.mask(location)[com]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    main(["-d", "901", "-o", str(root), "--split", "seen", "--cases", "4", "--test-cases", "1", "--seed", "3",
+          "--size", "40", "40", "40", "--spacing", "8", "8", "8", "--with-unlabeled-unseen", "-np", "1"])
+    return root / "Dataset901_MaleniaPhantom"
+
+
+def test_dataset_attributes_and_split(dataset):
+    attrs = load_dataset_attributes(dataset)
+    seen = set(TABLE.split("seen"))
+    assert {la.disease for la in attrs.lesion_labels} == seen
+    dj = json.loads((dataset / "dataset.json").read_text())
+    assert dj["channel_names"] == {"0": "CT"} and dj["numTraining"] == 4
+    for case, per_label in attrs.raw["cases"].items():
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(dataset / "labelsTr" / f"{case}.nii.gz")))
+        present = {n for n, v in dj["labels"].items() if v and (label == v).any()}
+        assert set(per_label) == present          # a record exactly for every labelled lesion type present
+        assert set(per_label) <= seen
+        for record in per_label.values():
+            assert len(record["enhancement_status"]) == 1
+    assert json.loads((dataset / "malenia_attributes_test.json").read_text())["cases"]
+
+
+def test_nnunet_integrity_check_accepts_dataset(dataset):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(dataset), num_processes=1)
+
+
+def test_byte_identical_across_runs(dataset, tmp_path):
+    main(["-d", "901", "-o", str(tmp_path), "--split", "seen", "--cases", "4", "--test-cases", "1", "--seed", "3",
+          "--size", "40", "40", "40", "--spacing", "8", "8", "8", "--with-unlabeled-unseen", "-np", "2"])
+    other = tmp_path / "Dataset901_MaleniaPhantom"
+    files = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
+    for f in files:
+        assert (dataset / f).read_bytes() == (other / f).read_bytes(), f
+
+
+def test_unseen_split_has_only_unseen_diseases():
+    labelled, unlabelled = split_diseases(TABLE, "unseen", with_unlabelled_unseen=True)
+    assert set(labelled) == set(TABLE.split("unseen")) and not unlabelled
+
+
+def test_user_disease_with_unrenderable_value_is_rejected(tmp_path, capsys):
+    table = {"format_version": 1, "diseases": {"spleen oddity": {
+        "organ": "spleen", "attributes": {
+            "enhancement_status": ["contrast_enhanced"], "location": ["spleen"], "shape": ["round_like"],
+            "density": ["hypodense"], "density_variation": ["homogeneous"],
+            "surface": ["smooth glossy margin"], "relationship": ["not_close"], "specific_features": ["none"]}}}}
+    f = tmp_path / "table.json"
+    f.write_text(json.dumps(table))
+    with pytest.raises(SystemExit) as e:
+        main(["-d", "902", "-o", str(tmp_path), "--split", "all", "--cases", "1", "--size", "24", "24", "24",
+              "--knowledge-table", str(f), "-np", "1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "surface" in err and "well_defined" in err
+    assert not (tmp_path / "Dataset902_MaleniaPhantom").exists()
+
+
+def test_renderable_user_disease_is_rendered(tmp_path):
+    table = {"format_version": 1, "diseases": {"spleen cyst": {
+        "organ": "spleen", "attributes": {
+            "enhancement_status": ["contrast_enhanced"], "location": ["spleen"], "shape": ["round_like"],
+            "density": ["hypodense"], "density_variation": ["homogeneous"], "surface": ["well_defined"],
+            "relationship": ["not_close"], "specific_features": ["fluid_density"]}}}}
+    f = tmp_path / "table.json"
+    f.write_text(json.dumps(table))
+    main(["-d", "903", "-o", str(tmp_path), "--split", "all", "--cases", "2", "--size", "32", "32", "32",
+          "--knowledge-table", str(f), "-np", "1"])
+    attrs = load_dataset_attributes(tmp_path / "Dataset903_MaleniaPhantom")
+    assert "spleen cyst" in attrs.labels
+
+
+def test_real_anatomy_mode(tmp_path):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example_ct"
+    if not (data / "ct.nii.gz").is_file():
+        pytest.skip(f"example CT not found at {data}")
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+    from nnunetv2_malenia.phantoms.real_anatomy import load_real_anatomy, scan_phase
+
+    main(["-d", "904", "-o", str(tmp_path), "--split", "all", "--cases", "2", "--background",
+          str(data / "ct.nii.gz"), "--organs", str(data / "organs"), "-np", "1"])
+    folder = tmp_path / "Dataset904_MaleniaPhantom"
+    verify_dataset_integrity(str(folder), num_processes=1)
+    attrs = load_dataset_attributes(folder)
+    _, anatomy, _, _ = load_real_anatomy(data / "ct.nii.gz", data / "organs")
+    phase = scan_phase(anatomy)
+    for case, per_label in attrs.raw["cases"].items():
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labelsTr" / f"{case}.nii.gz")))
+        assert label.any()
+        for record in per_label.values():
+            assert record["enhancement_status"] == [phase]
