@@ -1,0 +1,1 @@
+"""Radiology report text -> structured Malenia attributes (rules first, deterministic)."""

@@ -1,0 +1,338 @@
+"""One radiology report -> value keys per aspect, each with its evidence span in the text and a confidence.
+
+Rules first (``phrases.py``), deterministic, no model. How a value is chosen per aspect:
+
+* every phrase of the aspect's lexicon is found; where phrases overlap the longest wins ("non-contrast CT" over
+  "contrast", "non-homogeneous" over "homogeneous");
+* a negation cue earlier in the same clause ("no", "without") flips or drops the phrase, see ``Rule.negated_values``;
+* relationship statements are found first, and margin words inside them ("closely related to the liver with
+  indistinct borders") are not read as the lesion's surface;
+* density words describing a part of the lesion ("hypodense areas", "foci of high attenuation") do not set the
+  lesion's density; a density word on the lesion noun ("mixed hyperdense lesion") does;
+* the single-valued aspects take the most confident phrase, the earliest on ties (reports describe the lesion first);
+  location takes every location in the first sentence that names one ("both kidneys", "body and tail");
+  specific features take every non-negated feature, or ``none`` when features are only mentioned negated.
+
+Aspects without any phrase are reported ``missing``. Two exceptions follow the spreadsheet's coding conventions and
+are flagged, never silent: an absent relationship statement gives ``not_close`` and an absent shape word gives
+``irregular`` ("anything but round-like"), each with status ``default``, no evidence and confidence 0.5
+(``CODING_DEFAULTS``; switch off with ``coding_defaults=False``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary
+from nnunetv2_malenia.reports import phrases
+from nnunetv2_malenia.reports.phrases import Rule
+
+FOUND, DEFAULT, MISSING = "found", "default", "missing"
+DEFAULT_CONFIDENCE = 0.5
+# The spreadsheet's coding conventions for statements a report leaves out: relationship code 1 is "not closely
+# related" (reports mention neighbours only when close), and shape code 2 is "irregular: anything but round-like".
+# Applied only with ``coding_defaults``; the result then has status "default", no evidence and a low confidence.
+CODING_DEFAULTS: Dict[str, str] = {"relationship": "not_close", "shape": "irregular"}
+_FLAGS = re.IGNORECASE
+
+# Codes of keys that the spreadsheet's organ table has no code for: the nearest coded key (README: "2 irregular
+# (anything else)"; lung "2 ill-defined margin, spiculation"; lung density 1 = lower (ground-glass), 2 = soft tissue).
+CODE_FALLBACKS: Dict[str, str] = {
+    "lobulated": "irregular", "markedly_hyperdense": "hyperdense", "necrotic_core": "heterogeneous",
+    "spiculated": "ill_defined", "ill_defined": "spiculated", "hypodense": "ground_glass",
+    "isodense": "soft_tissue", "soft_tissue": "isodense", "ground_glass": "hypodense",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    start: int          # character offsets into the report: report[start:end] == text
+    end: int
+    text: str
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One phrase of one aspect found in the report."""
+    aspect: str
+    values: Tuple[str, ...]
+    start: int
+    end: int
+    confidence: float
+    negated: bool = False
+    hedged: bool = False
+
+
+@dataclass(frozen=True)
+class AspectResult:
+    status: str                          # found | default | missing
+    values: Tuple[str, ...] = ()         # vocabulary keys
+    codes: Tuple[str, ...] = ()          # spreadsheet codes (columns B-H); empty for specific_features
+    confidence: float = 0.0
+    evidence: Tuple[Evidence, ...] = ()
+    negated: Tuple[str, ...] = ()        # specific features mentioned as absent ("no duct dilatation")
+    hedged: bool = False                 # "roughly round", "possibly invading": value kept, confidence lowered
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "values": list(self.values), "codes": list(self.codes),
+                "confidence": round(self.confidence, 3), "evidence": [e.to_json() for e in self.evidence],
+                "negated": list(self.negated), "hedged": self.hedged}
+
+
+@dataclass(frozen=True)
+class ParsedReport:
+    case: str
+    organ: str
+    text: str
+    aspects: Dict[str, AspectResult] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> List[str]:
+        return [a for a in ASPECTS if self.aspects[a].status == MISSING]
+
+    def attribute_entry(self) -> Dict[str, List[str]]:
+        """The ``cases.<case>.<label>`` object of the dataset attribute file: aspect -> value keys.
+
+        Only aspects the text states: a coding default must not override the label's knowledge-table description
+        (a kidney cyst with no shape word is not thereby irregular); defaults show in ``codes`` and ``to_json``."""
+        return {a: list(r.values) for a, r in self.aspects.items() if r.status == FOUND and r.values}
+
+    def codes(self) -> Dict[str, List[str]]:
+        return {a: list(r.codes) for a, r in self.aspects.items() if a != "specific_features"}
+
+    def to_json(self) -> dict:
+        return {"case": self.case, "organ": self.organ, "report": self.text,
+                "aspects": {a: self.aspects[a].to_json() for a in ASPECTS}, "missing": self.missing}
+
+
+# --- text helpers ------------------------------------------------------------------------------------------------
+
+def _sentence_spans(text: str) -> List[Tuple[int, int]]:
+    """[start, end) of each sentence; a period inside a number ("2.9 cm") does not end one."""
+    spans, start = [], 0
+    for m in re.finditer(r"(?<!\d)[.;](?!\d)|\n", text):
+        spans.append((start, m.end()))
+        start = m.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
+
+
+def _clause_start(text: str, pos: int) -> int:
+    """Start of the clause holding ``pos``: just after the last clause break before it."""
+    start = 0
+    for m in re.finditer(phrases.CLAUSE_BREAK, text[:pos], _FLAGS):
+        start = m.end()
+    return start
+
+
+def _is_negated(text: str, start: int, end: int) -> bool:
+    """A cue before the phrase in its clause (or inside it: "margins are not well-defined"), at most
+    ``NEGATION_MAX_WORDS`` words before it; across a comma only inside an "A, B or C" list, so that
+    "no duct dilatation, clear fat plane" negates the dilatation alone."""
+    clause_start = _clause_start(text, start)
+    cues = list(re.finditer(phrases.NEGATION_CUES, text[clause_start:end], _FLAGS))
+    if cues:
+        cue_end = clause_start + cues[-1].end()
+        gap = text[cue_end:start]
+        near = len(re.findall(r"[\w-]+", gap)) <= phrases.NEGATION_MAX_WORDS
+        if near and "," not in gap:
+            return True
+        if near:
+            clause_end = re.search(phrases.CLAUSE_BREAK + r"|$", text[end:], _FLAGS).start() + end
+            if re.search(r"\b(?:or|nor)\b", text[cue_end:clause_end], _FLAGS):
+                return True
+    return re.match(phrases.POST_NEGATION, text[end:end + 30], _FLAGS) is not None
+
+
+def _hedge_factor(text: str, start: int) -> Tuple[float, bool]:
+    factor, hedged = 1.0, False
+    if re.search(phrases.APPROXIMATION_CUES, text[max(0, start - 30):start], _FLAGS):
+        factor, hedged = factor * phrases.APPROXIMATION_FACTOR, True
+    if re.search(phrases.UNCERTAINTY_CUES, text[_clause_start(text, start):start], _FLAGS):
+        factor, hedged = factor * phrases.UNCERTAINTY_FACTOR, True
+    return factor, hedged
+
+
+def _find(text: str, aspect: str, rules: Sequence[Rule]) -> List[Mention]:
+    """All phrases of ``rules``; overlapping ones resolved longest-first; negation and hedges applied."""
+    raw = []
+    for order, r in enumerate(rules):
+        for m in re.finditer(r.pattern, text, _FLAGS):
+            if m.end() > m.start():
+                raw.append((m.start(), m.end(), order, r))
+    raw.sort(key=lambda x: (-(x[1] - x[0]), x[2], x[0]))
+    kept: List[Tuple[int, int, Rule]] = []
+    for start, end, _, r in raw:
+        if all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, r))
+    out = []
+    for start, end, r in sorted(kept, key=lambda x: x[0]):
+        negated = _is_negated(text, start, end)
+        values = r.values
+        if negated:
+            if r.negated_values is None:
+                out.append(Mention(aspect, values, start, end, r.confidence, negated=True))
+                continue
+            values = r.negated_values
+        factor, hedged = _hedge_factor(text, start)
+        out.append(Mention(aspect, values, start, end, r.confidence * factor, False, hedged))
+    return out
+
+
+def _inside(m: Mention, zones: Sequence[Tuple[int, int]]) -> bool:
+    return any(s <= m.start < e for s, e in zones)
+
+
+def _density_role(text: str, m: Mention) -> str:
+    """'part' for "hypodense areas" / "areas of low attenuation", 'lesion' for "hypodense lesion" /
+    "the lesion is hypodense", else 'other' ("linear hyperdensity is noted")."""
+    after, before = text[m.end:m.end + 40], text[max(0, m.start - 40):m.start]
+    article = r"\b(?:a|an)\s+(?:[\w-]+\s+){0,3}?"
+    if re.search(rf"{article}$", before, _FLAGS) and re.match(rf"^\s+{phrases.AREA_NOUNS}\b", after, _FLAGS) or \
+            re.search(rf"{article}{phrases.AREA_NOUNS}\s+of\s+(?:[\w-]+\s+)?$", before, _FLAGS):
+        return "lesion"
+    if re.match(rf"^\s+(?:[\w-]+\s+)?{phrases.PART_NOUNS}\b", after, _FLAGS) or \
+            re.search(rf"\b{phrases.PART_NOUNS}\s+of\s+(?:[\w-]+\s+)?$", before, _FLAGS):
+        return "part"
+    if re.match(rf"^\s+(?:[\w-]+\s+){{0,3}}?{phrases.LESION_NOUNS}\b", after, _FLAGS) or \
+            re.search(rf"\b{phrases.LESION_NOUNS}\s+{phrases.COPULA}\s+(?:\w+\s+)?$", before, _FLAGS):
+        return "lesion"
+    return "other"
+
+
+# --- the parser --------------------------------------------------------------------------------------------------
+
+class ReportParser:
+    """Parses report texts of one organ (or of any organ when ``organ`` is None: all location tables)."""
+
+    def __init__(self, vocabulary: Optional[Vocabulary] = None, coding_defaults: bool = True):
+        self.vocab = vocabulary or load_vocabulary()
+        self.coding_defaults = coding_defaults
+
+    def parse(self, text: str, organ: Optional[str] = None, case: str = "") -> ParsedReport:
+        group = self.vocab.organ_group(organ) if organ else None
+        results: Dict[str, AspectResult] = {}
+
+        relationship = _find(text, "relationship", phrases.RELATIONSHIP)
+        # Margin words from a relationship phrase to its sentence end describe the neighbour, not the lesion.
+        sentences = _sentence_spans(text)
+        zones = [(m.start, next(e for s, e in sentences if s <= m.start < e)) for m in relationship
+                 if not m.negated and "close_unclear_boundary" in m.values]
+
+        results["enhancement_status"] = self._single(text, _find(text, "enhancement_status", phrases.ENHANCEMENT))
+        results["location"] = self._location(text, group, zones, sentences)
+        results["shape"] = self._single(text, _find(text, "shape", phrases.SHAPE))
+        results["density"] = self._density(text, group)
+        results["density_variation"] = self._single(text, _find(text, "density_variation",
+                                                                phrases.DENSITY_VARIATION))
+        surface = [m for m in _find(text, "surface", phrases.SURFACE) if not _inside(m, zones)]
+        results["surface"] = self._single(text, surface)
+        results["relationship"] = self._single(text, relationship)
+        if self.coding_defaults:
+            for aspect, value in CODING_DEFAULTS.items():
+                if results[aspect].status == MISSING:
+                    results[aspect] = AspectResult(DEFAULT, (value,), confidence=DEFAULT_CONFIDENCE)
+        results["specific_features"] = self._features(text)
+
+        organ_name = organ or ""
+        results = {a: self._with_codes(a, organ_name, results[a]) for a in ASPECTS}
+        return ParsedReport(case=case, organ=organ_name, text=text, aspects=results)
+
+    # --- aspect choosers ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _result(text: str, chosen: Sequence[Mention]) -> AspectResult:
+        values: List[str] = []
+        for m in chosen:
+            values += [v for v in m.values if v not in values]
+        evidence = tuple(Evidence(m.start, m.end, text[m.start:m.end]) for m in chosen)
+        return AspectResult(FOUND, tuple(values), confidence=min(m.confidence for m in chosen), evidence=evidence,
+                            hedged=any(m.hedged for m in chosen))
+
+    def _single(self, text: str, mentions: Sequence[Mention]) -> AspectResult:
+        live = [m for m in mentions if not m.negated]
+        if not live:
+            return AspectResult(MISSING)
+        best = max(live, key=lambda m: (round(m.confidence, 6), -m.start))
+        return self._result(text, [best])
+
+    def _density(self, text: str, group: Optional[str]) -> AspectResult:
+        rules = phrases.DENSITY["lung"] if group == "lung" else phrases.DENSITY["*"]
+        scored = []
+        for m in _find(text, "density", rules):
+            if m.negated:
+                continue
+            role = _density_role(text, m)
+            if role == "part":
+                continue
+            weight = 1.0 if role == "lesion" else 0.8
+            scored.append(Mention(m.aspect, m.values, m.start, m.end, m.confidence * weight, False, m.hedged))
+        return self._single(text, scored)
+
+    def _location(self, text: str, group: Optional[str], zones, sentences) -> AspectResult:
+        if group is not None:
+            rules: Tuple[Rule, ...] = phrases.LOCATION.get(group, ())
+        else:
+            rules = tuple(r for g in phrases.LOCATION.values() for r in g)
+        mentions = [m for m in _find(text, "location", rules) if not m.negated and not _inside(m, zones)]
+        if not mentions:
+            return AspectResult(MISSING)
+        # The first location and those coordinated with it ("head and neck", "body and tail"); a later one
+        # ("atrophy of the pancreatic tail") describes something else.
+        chosen = [mentions[0]]
+        for m in mentions[1:]:
+            if not re.match(phrases.LOCATION_COORDINATION, text[chosen[-1].end:m.start], _FLAGS):
+                break
+            chosen.append(m)
+        # A transition zone named with a main part ("head and neck") is that part: keep the surest phrases.
+        best = max(m.confidence for m in chosen)
+        return self._result(text, [m for m in chosen if m.confidence >= best - 1e-9])
+
+    def _features(self, text: str) -> AspectResult:
+        mentions = _find(text, "specific_features", phrases.SPECIFIC_FEATURES)
+        live = [m for m in mentions if not m.negated]
+        negated = tuple(dict.fromkeys(v for m in mentions if m.negated for v in m.values))
+        if live:
+            result = self._result(text, live)
+            return AspectResult(FOUND, result.values, confidence=result.confidence, evidence=result.evidence,
+                                negated=tuple(v for v in negated if v not in result.values), hedged=result.hedged)
+        if negated:
+            # Only absent features were named: that is evidence for "none", not a silent guess.
+            evidence = tuple(Evidence(m.start, m.end, text[m.start:m.end]) for m in mentions)
+            return AspectResult(FOUND, ("none",), confidence=0.9, evidence=evidence, negated=negated)
+        return AspectResult(MISSING)
+
+    # --- codes -------------------------------------------------------------------------------------------------
+
+    def _with_codes(self, aspect: str, organ: str, result: AspectResult) -> AspectResult:
+        if aspect == "specific_features" or not result.values:
+            return result
+        codes = tuple(dict.fromkeys(c for v in result.values for c in [key_to_code(self.vocab, aspect, organ, v)]
+                                    if c is not None))
+        return AspectResult(result.status, result.values, codes, result.confidence, result.evidence, result.negated,
+                            result.hedged)
+
+
+def key_to_code(vocab: Vocabulary, aspect: str, organ: str, key: str) -> Optional[str]:
+    """Invert ``Vocabulary.spreadsheet_codes`` for the organ: value key -> code of columns B-H (None if uncoded)."""
+    tables = vocab.spreadsheet_codes.get(aspect, {})
+    group = vocab.organ_group(organ) if organ else None
+    table = tables.get(group) if group in tables else tables.get("*")
+    if table is None:
+        return None
+    inverse = {k: c for c, k in table.items()}
+    if key in inverse:
+        return inverse[key]
+    fallback = CODE_FALLBACKS.get(key)
+    return inverse.get(fallback) if fallback else None
+
+
+def parse_report(text: str, organ: Optional[str] = None, case: str = "", vocabulary: Optional[Vocabulary] = None,
+                 coding_defaults: bool = True) -> ParsedReport:
+    """Convenience wrapper: ``ReportParser(...).parse(text, organ, case)``."""
+    return ReportParser(vocabulary, coding_defaults).parse(text, organ, case)

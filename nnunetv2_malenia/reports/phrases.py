@@ -1,0 +1,219 @@
+"""Radiology phrasing lexicons: which words in a report stand for which value key of each aspect.
+
+Every entry is a ``Rule``: a case-insensitive regular expression, the value key(s) it stands for, a confidence, and
+what the phrase means when it is negated ("no close relationship" -> not_close; "no calcification" -> dropped).
+Location rules depend on the organ group (``kidney``, ``liver``, ...); density rules differ for the lung, whose
+spreadsheet codes are ground-glass / soft tissue / mixed instead of hypo- / iso- / hyperdense.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str                          # regular expression, matched case-insensitively
+    values: Tuple[str, ...]               # value keys the phrase stands for (two for "both kidneys")
+    confidence: float = 0.95
+    negated_values: Optional[Tuple[str, ...]] = None   # meaning under negation; None: a negated mention is dropped
+
+
+def rule(pattern: str, *values: str, confidence: float = 0.95, negated: Optional[str] = None) -> Rule:
+    return Rule(pattern, tuple(values), confidence, (negated,) if negated else None)
+
+
+# --- shared word classes -------------------------------------------------------------------------------------------
+ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|poorly[- ]demarcated|fuzzy|"
+       r"obscured?|hazy)")
+WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- ]defined|clear|sharp|smooth|distinct|"
+        r"circumscribed)")
+EDGE = r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface)"
+COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
+# Words after a density term that make it describe a part of the lesion, not the lesion as a whole.
+PART_NOUNS = r"(?:areas?|foci|focus|regions?|components?|spots?|portions?|parts?|zones?|septa|rim|strands?)"
+# ... except a single "area" introduced by an article: "a hypodense area is seen", "a patchy area of low attenuation"
+# name the lesion itself.
+AREA_NOUNS = r"(?:area|region|zone)"
+# Locations joined to the first one ("head and neck", "body and tail") belong to the same lesion.
+LOCATION_COORDINATION = r"^\s*(?:,|and|or|/|-|to|as well as)\s*(?:the\s+)?(?:pancreatic\s+)?$"
+LESION_NOUNS = (r"(?:lesions?|mass(?:es)?|nodules?|tumou?rs?|cysts?|shadows?|opacit(?:y|ies)|thickening|"
+                r"neoplasms?|masses)")
+
+# --- enhancement status -------------------------------------------------------------------------------------------
+ENHANCEMENT = (
+    rule(r"\b(?:non[- ]?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced)(?:\s+(?:CT|scan|computed tomography))?",
+         "non_contrast"),
+    rule(r"\bplain(?:[- ]scan| CT| computed tomography)\b", "non_contrast"),
+    rule(r"\b(?:contrast[- ]enhanced|post[- ]?contrast|enhanced (?:CT|scan)|CECT)\b", "contrast_enhanced"),
+    rule(r"\b(?:arterial|portal[- ]venous|venous|delayed|nephrographic|corticomedullary) phase\b", "contrast_enhanced",
+         confidence=0.85),
+)
+
+# --- shape --------------------------------------------------------------------------------------------------------
+SHAPE = (
+    rule(r"\b(?:round[- ]like|round(?:ed|ish)?|oval|ovoid|spherical|circular|quasi[- ]round|nodular)\b", "round_like"),
+    # "irregular margins" is a surface statement, not a shape.
+    rule(rf"\birregular(?:ly shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
+    rule(r"\b(?:lobulated|lobular)\b", "lobulated"),
+    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative)\b", "irregular", confidence=0.8),
+)
+
+# --- density ------------------------------------------------------------------------------------------------------
+_HYPO = (r"(?:hypo[- ]?dens(?:e|ity)|hypo[- ]?attenuat(?:ing|ion)|low(?:er)?[- ](?:attenuation|density)|"
+         r"low[- ]attenuating|decreased (?:attenuation|density))")
+_ISO = (r"(?:iso[- ]?dens(?:e|ity)|iso[- ]?attenuat(?:ing|ion)|similar (?:density|attenuation)|"
+        r"equal (?:density|attenuation))")
+_HYPER = (r"(?:hyper[- ]?dens(?:e|ity)|hyper[- ]?attenuat(?:ing|ion)|high(?:er)?[- ](?:attenuation|density)|"
+          r"high[- ]attenuating|increased (?:attenuation|density))")
+DENSITY: Dict[str, Tuple[Rule, ...]] = {
+    "*": (
+        rule(rf"\b{_HYPO}\b", "hypodense"),
+        rule(rf"\b{_ISO}\b", "isodense"),
+        rule(rf"\b{_HYPER}\b", "hyperdense"),
+        rule(r"\b(?:markedly hyperdense|calcific density|calcified density)\b", "markedly_hyperdense"),
+    ),
+    "lung": (
+        rule(r"\b(?:pure )?ground[- ]glass(?: opacit(?:y|ies)| density| nodules?)?\b|\bGGOs?\b", "ground_glass"),
+        rule(r"\b(?:part[- ]solid|sub[- ]?solid|mixed ground[- ]glass(?: and solid)?|mixed density)\b",
+             "mixed_ground_glass_solid"),
+        rule(r"\b(?:soft[- ]tissue (?:density|attenuation)|solid)\b", "soft_tissue"),
+        rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense)\b", "hyperdense", confidence=0.85),
+    ),
+}
+
+# --- density variation --------------------------------------------------------------------------------------------
+DENSITY_VARIATION = (
+    rule(r"\b(?:heterogeneous(?:ly)?|inhomogeneous(?:ly)?|non[- ]?homogeneous|uneven(?:ly)?|mixed (?:density|"
+         r"attenuation))\b", "heterogeneous"),
+    rule(r"\b(?:homogeneous(?:ly)?|uniform(?:ly)?|even(?:ly)? (?:density|attenuation))\b", "homogeneous",
+         negated="heterogeneous"),
+    # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
+    rule(r"\bmixed(?=\s+(?:hypo|hyper|iso))", "heterogeneous", confidence=0.6),
+)
+
+# --- surface ------------------------------------------------------------------------------------------------------
+SURFACE = (
+    rule(rf"\b{ILL}\s+(?:[\w-]+\s+){{0,2}}?{EDGE}\b", "ill_defined"),
+    rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "ill_defined"),
+    rule(rf"\b{WELL}\s+(?:[\w-]+\s+){{0,2}}?{EDGE}\b", "well_defined", negated="ill_defined"),
+    rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined", negated="ill_defined"),
+    rule(rf"\birregular\s+{EDGE}\b", "ill_defined", confidence=0.75),
+    rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky)\b", "spiculated"),
+    rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
+    rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
+)
+
+# --- relationship -------------------------------------------------------------------------------------------------
+# An unclear interface with the lesion's own parenchyma is a surface statement; with anything else it is a
+# relationship statement ("unclear demarcation from the adjacent bowel wall").
+RELATIONSHIP = (
+    rule(r"\bclose(?:ly)? relat(?:ed|ion(?:ship)?)(?: (?:to|with))?\b", "close_unclear_boundary",
+         negated="not_close"),
+    rule(r"\bclosely (?:abuts?|abutting|adher\w*|attached)\b", "close_unclear_boundary", negated="not_close"),
+    rule(rf"\b{ILL}\s+(?:{EDGE}|fat planes?)\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
+         "close_unclear_boundary"),
+    rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*)\b", "close_unclear_boundary", confidence=0.8,
+         negated="not_close"),
+    rule(r"\b(?:clear|preserved|intact) fat planes?\b|"
+         r"\bfat planes?\b[^.;]{0,40}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
+         "not_close", negated="close_unclear_boundary"),
+    rule(r"\bseparated from (?:the )?(?:adjacent|surrounding)\b", "not_close", confidence=0.85),
+)
+
+# --- specific features (multi-valued) ---------------------------------------------------------------------------
+SPECIFIC_FEATURES = (
+    rule(r"\bpancreatic duct(?:al)? (?:\w+ ){0,3}?dilat\w*|\bdilat\w* (?:of )?(?:the )?(?:main )?pancreatic duct\b|"
+         r"\b(?:MPD|main pancreatic duct) (?:\w+ )?dilat\w*|\bpancreatic duct (?:is |was )?(?:dilated|widened)",
+         "pancreatic_duct_dilatation"),
+    rule(r"\b(?:bile|biliary|hepatic|common bile) ducts? (?:\w+ ){0,3}?dilat\w*|\bbiliary dilatation\b|"
+         r"\bdilat\w* (?:of )?(?:the )?(?:intrahepatic |extrahepatic |common )?bile ducts?\b", "bile_duct_dilatation"),
+    rule(r"\b(?:calcifications?|calcified|calcific|calcium)\b", "calcification"),
+    rule(r"\b(?:septa|septum|septations?|septal|septated)\b", "septation"),
+    rule(r"\bwall thickening\b|\bthicken\w* (?:of )?(?:the )?(?:\w+ )?wall\b|\bthickened (?:\w+ )?wall\b",
+         "wall_thickening"),
+    rule(r"\bpleural (?:traction|retraction|indentation|tags?)\b|\bspiculat\w*", "spiculation"),
+    rule(r"\bcystic (?:degeneration|changes?|components?|areas?|portions?)\b|\bnecros[ie]s\b|\bnecrotic\b|"
+         r"\bliquefaction\b", "cystic_degeneration"),
+    rule(r"\b(?:fluid|water)[- ](?:density|attenuation)\b", "fluid_density"),
+    rule(r"\b(?:fat )?stranding\b|\bexudat\w*", "perilesional_stranding"),
+    rule(r"\batroph\w*", "parenchymal_atrophy"),
+    rule(r"\bhydronephrosis\b|\bdilat\w* of the (?:left |right )?renal pelvis\b|\brenal pelvis (?:is |was )?dilated\b|"
+         r"\bpelvicalyceal (?:system )?dilat\w*|\bpelvicaliectasis\b", "hydronephrosis"),
+)
+
+# --- location, per organ group ------------------------------------------------------------------------------------
+
+
+def _lung_rules() -> Tuple[Rule, ...]:
+    """Each of the five lobes in its usual phrasings: "right upper lobe", "upper lobe of the right lung",
+    "right lung upper lobe", and the abbreviation (RUL); the lingula belongs to the left upper lobe."""
+    lobes = (("left", "upper", "LUL"), ("left", "lower", "LLL"), ("right", "upper", "RUL"),
+             ("right", "middle", "RML"), ("right", "lower", "RLL"))
+    out = []
+    for side, level, abbreviation in lobes:
+        key = f"lung_{side}_{level}_lobe"
+        out.append(rule(rf"\b{side} {level} lobe\b|\b{level} lobe of the {side} lung\b|"
+                        rf"\b{side} lung(?:'s)? {level} lobe\b|\b{abbreviation}\b", key))
+    out.append(rule(r"\blingula(?:r)?\b", "lung_left_upper_lobe", confidence=0.85))
+    out.append(rule(r"\bmiddle lobe\b", "lung_right_middle_lobe", confidence=0.9))   # only the right lung has one
+    return tuple(out)
+
+
+LOCATION: Dict[str, Tuple[Rule, ...]] = {
+    "kidney": (
+        rule(r"\bleft (?:kidney|renal)\b|\bkidney,? left\b", "left_kidney"),
+        rule(r"\bright (?:kidney|renal)\b|\bkidney,? right\b", "right_kidney"),
+        rule(r"\b(?:both|bilateral) (?:kidneys|renal)\b|\bkidneys bilaterally\b", "left_kidney", "right_kidney"),
+    ),
+    "liver": (
+        rule(r"\bright (?:hepatic |liver )?lobe(?: of the liver)?\b|\bright liver\b|\bright hepatic\b",
+             "liver_right_lobe"),
+        rule(r"\bleft (?:hepatic |liver )?lobe(?: of the liver)?\b|\bleft liver\b|\bleft hepatic\b", "liver_left_lobe"),
+        # Couinaud segments: II-IV form the functional left liver, V-VIII the right.
+        rule(r"\b(?:segments? ?|S)(?:IV[ab]?|III|II|[234])\b", "liver_left_lobe", confidence=0.8),
+        rule(r"\b(?:segments? ?|S)(?:VIII|VII|VI|V|[5-8])\b", "liver_right_lobe", confidence=0.8),
+        rule(r"\b(?:intrahepatic|hepatic) vessels?\b|\balong the (?:portal|hepatic) veins?\b", "hepatic_vessels",
+             confidence=0.8),
+    ),
+    "pancreas": (
+        rule(r"\b(?:pancreatic )?head(?: of the pancreas)?\b|\buncinate(?: process)?\b", "pancreas_head"),
+        rule(r"\b(?:pancreatic )?body(?: of the pancreas)?\b", "pancreas_body"),
+        rule(r"\b(?:pancreatic )?neck(?: of the pancreas)?\b", "pancreas_body", confidence=0.8),
+        rule(r"\b(?:pancreatic )?tail(?: of the pancreas)?\b", "pancreas_tail"),
+    ),
+    "colon": (
+        rule(r"\bascending colon\b", "colon_ascending"),
+        rule(r"\b(?:c(?:a)?ecum|c(?:a)?ecal|ileoc(?:a)?ecal)\b", "colon_ascending", confidence=0.75),
+        rule(r"\bhepatic flexure\b", "colon_ascending", confidence=0.6),
+        rule(r"\btransverse colon\b", "colon_transverse"),
+        rule(r"\bdescending colon\b", "colon_descending"),
+        rule(r"\bsplenic flexure\b", "colon_descending", confidence=0.6),
+        rule(r"\bsigmoid(?: colon)?\b", "colon_sigmoid"),
+        rule(r"\brectosigmoid\b", "colon_sigmoid", confidence=0.6),
+        rule(r"\brect(?:um|al)\b", "rectum"),
+    ),
+    "lung": _lung_rules(),
+    "gallbladder": (
+        rule(r"\bgallbladder wall\b|\bwall of the gallbladder\b", "gallbladder_wall"),
+        rule(r"\bgallbladder(?: lumen)?\b", "gallbladder_lumen", confidence=0.8),
+    ),
+    "spleen": (rule(r"\b(?:spleen|splenic)\b", "spleen"),),
+}
+
+# --- negation and hedges ------------------------------------------------------------------------------------------
+# A cue negates the phrases after it up to the end of its clause ("No pancreatic ductal dilatation is observed").
+NEGATION_CUES = r"\b(?:no|not|without|absence of|absent|free of|negative for|nor|lack of|lacks?)\b"
+# Clause ends: the scope of a negation cue stops here.
+CLAUSE_BREAK = (r"[.;:]|\bbut\b|\bhowever\b|\bwhile\b|\bwhereas\b|\balthough\b|,\s+(?:with|and|which|showing)\b|"
+                r"\band (?:it|the|there|this|its)\b")
+NEGATION_MAX_WORDS = 8
+# Cues after the phrase ("calcification is not seen").
+POST_NEGATION = r"^\s*(?:is|are|was|were)\s+(?:not|absent)\b"
+# Approximation hedges keep the value but say it is not clear-cut; uncertainty hedges say it may be wrong.
+APPROXIMATION_CUES = r"\b(?:roughly|approximately|nearly|almost|relatively|somewhat|slightly|mostly|predominantly|" \
+                     r"largely|mildly|quasi)\W*$"
+UNCERTAINTY_CUES = r"\b(?:possibl[ey]|probabl[ey]|suspect(?:ed)?|suspicious(?: for| of)?|may|might|questionable|" \
+                   r"likely|equivocal|cannot be excluded)\b"
+APPROXIMATION_FACTOR = 0.95
+UNCERTAINTY_FACTOR = 0.7
