@@ -46,4 +46,7 @@ def raw_dataset_folder(dataset_name_or_id: str) -> Path:
         name = maybe_convert_to_dataset_name(dataset_name_or_id)
     except RuntimeError as e:
         raise MaleniaInputError(f"dataset {dataset_name_or_id!r} not found in nnUNet_raw={raw}: {e}") from None
+    except ValueError:   # nnU-Net's answer to a name that is neither an id nor DatasetXXX_Name
+        raise MaleniaInputError(f"{dataset_name_or_id!r}: give a dataset id (e.g. 501) or a name such as "
+                                f"Dataset501_Kidney") from None
     return raw / name

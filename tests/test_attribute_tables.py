@@ -143,6 +143,9 @@ def test_bad_json_names_file_and_line(tmp_path):
     ({"cases/case_00000/kidney tumor/shape": "roundish"},
      "attrs.json: cases.case_00000.kidney tumor.shape[0]: unknown shape value key 'roundish'"),
     ({"format_version": 2}, "attrs.json: format_version: unsupported version 2"),
+    # typos would otherwise drop data silently: training refuses them, not only nnUNetv2_malenia_check
+    ({"case": {}}, "attrs.json: case: unknown top-level key"),
+    ({"labels/kidney tumor/atributes": {}}, "attrs.json: labels.kidney tumor.atributes: unknown key in a label entry"),
 ])
 def test_bad_dataset_attributes_name_file_and_key_path(edits, expected):
     problems = problems_of(changed(**edits))
@@ -153,6 +156,14 @@ def test_all_problems_are_collected_not_just_the_first():
     raw = changed(**{"labels/kidney tumor/disease": "nope", "cases/case_00099": {"kidney tumor": {}},
                      "labels/odd lesion/attributes/shape": "blobby"})
     assert len(problems_of(raw)) == 3
+
+
+def test_non_integer_label_value_is_a_problem_not_a_traceback():
+    dataset_json = {"labels": {"background": 0, "kidney tumor": "one"}}
+    with pytest.raises(MaleniaInputError) as e:
+        parse_dataset_attributes({"labels": {"kidney tumor": {"disease": "kidney tumor"}}}, dataset_json,
+                                 "attrs.json", None, "dj.json")
+    assert "dj.json: labels.kidney tumor: label value must be an integer" in str(e.value)
 
 
 def test_region_based_labels_are_rejected():

@@ -4,8 +4,6 @@ Runs the same validation training uses (:func:`load_dataset_attributes`) and add
 because ``json.load`` and dict lookups silently ignore them:
 
 * duplicate keys in the attribute file (JSON keeps the last one, so an earlier description vanishes);
-* unknown top-level keys and unknown keys in a label entry (a typo such as ``"case"`` for ``"cases"`` or
-  ``"atributes"`` next to ``"disease"`` would otherwise drop data without a word);
 * dataset.json / imagesTr problems that would otherwise surface as a Python traceback (no ``file_ending``,
   no imagesTr folder, label values that are not integers).
 
@@ -24,8 +22,6 @@ from nnunetv2_malenia.attributes.schema import ORGAN_ASPECT, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME, raw_dataset_folder
 
-TOP_LEVEL_KEYS = ("format_version", "knowledge_table", "labels", "cases", "about")
-LABEL_ENTRY_KEYS = ("disease", "attributes", "description", "organ", "paper_split", "source")
 
 
 class _Pairs(list):
@@ -59,19 +55,6 @@ def _duplicate_keys(path: Path) -> List[Problem]:
     return problems
 
 
-def _unknown_keys(raw: dict, file: str) -> List[Problem]:
-    problems = [Problem(file, key, f"unknown top-level key; known keys: {', '.join(TOP_LEVEL_KEYS)}")
-                for key in raw if key not in TOP_LEVEL_KEYS and not str(key).startswith("_")]
-    labels = raw.get("labels")
-    if isinstance(labels, dict):
-        for name, entry in labels.items():
-            if isinstance(entry, dict):
-                problems += [Problem(file, f"labels.{name}.{key}", f"unknown key in a label entry; known keys: "
-                                                                   f"{', '.join(LABEL_ENTRY_KEYS)}")
-                             for key in entry if key not in LABEL_ENTRY_KEYS]
-    return problems
-
-
 def raw_dataset_problems(folder: Path) -> List[Problem]:
     """Structural problems of the nnU-Net raw dataset that would otherwise crash the case listing."""
     dj_file = folder / "dataset.json"
@@ -102,10 +85,6 @@ def validate_raw_dataset(folder: Path | str) -> DatasetAttributes:
     extra: List[Problem] = []
     if attr_file.is_file():
         extra += _duplicate_keys(attr_file)
-        try:
-            extra += _unknown_keys(read_json(attr_file, "dataset attribute file"), str(attr_file))
-        except MaleniaInputError:
-            pass             # the same read error comes from load_dataset_attributes below
     try:
         attributes = load_dataset_attributes(folder)
     except MaleniaInputError as e:
@@ -136,17 +115,6 @@ def summary_lines(attributes: DatasetAttributes, n_cases: Optional[int] = None) 
     return lines
 
 
-def resolve_raw_dataset(dataset: str) -> Path:
-    """``raw_dataset_folder`` with every bad name turned into a MaleniaInputError (nnU-Net raises ValueError)."""
-    try:
-        return raw_dataset_folder(dataset)
-    except ValueError as e:           # nnU-Net raises ValueError for names that are neither an id nor Dataset...
-        if isinstance(e, MaleniaInputError):
-            raise
-        raise MaleniaInputError(Problem("", "DATASET_NAME_OR_ID", f"{dataset!r}: give a dataset id (e.g. 501) or a "
-                                                                  f"name such as Dataset501_Kidney")) from None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_malenia_check",
@@ -157,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("dataset", metavar="DATASET_NAME_OR_ID", help="dataset name or id, as for nnUNetv2_train")
     args = parser.parse_args(argv)
     try:
-        folder = resolve_raw_dataset(args.dataset)
+        folder = raw_dataset_folder(args.dataset)
         attributes = validate_raw_dataset(folder)
     except MaleniaInputError as e:
         for p in e.problems:

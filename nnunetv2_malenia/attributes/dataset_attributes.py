@@ -90,7 +90,27 @@ class DatasetAttributes:
         return out
 
 
-def _foreground_labels(dataset_json: Mapping, file: str, problems: List[Problem]) -> Dict[str, int]:
+TOP_LEVEL_KEYS = ("format_version", "knowledge_table", "labels", "cases", "about")
+LABEL_ENTRY_KEYS = ("disease", "attributes", "description", "organ", "paper_split", "source")
+
+
+def unknown_key_problems(raw: dict, file: str) -> List[Problem]:
+    """A typo such as "case" for "cases" or "atributes" next to "disease" would otherwise drop data silently.
+    Keys starting with "_" are comments."""
+    problems = [Problem(file, key, f"unknown top-level key; known keys: {', '.join(TOP_LEVEL_KEYS)}")
+                for key in raw if key not in TOP_LEVEL_KEYS and not str(key).startswith("_")]
+    labels = raw.get("labels")
+    if isinstance(labels, dict):
+        for name, entry in labels.items():
+            if isinstance(entry, dict):
+                problems += [Problem(file, f"labels.{name}.{key}", f"unknown key in a label entry; known keys: "
+                                                                   f"{', '.join(LABEL_ENTRY_KEYS)}")
+                             for key in entry if key not in LABEL_ENTRY_KEYS and not str(key).startswith("_")]
+    return problems
+
+
+def foreground_labels(dataset_json: Mapping, file: str, problems: List[Problem]) -> Dict[str, int]:
+    """dataset.json's foreground labels as {name: value}; malformed entries become problems, not exceptions."""
     labels = dataset_json.get("labels")
     if not isinstance(labels, dict):
         problems.append(Problem(file, "labels", "dataset.json has no 'labels' object"))
@@ -99,7 +119,9 @@ def _foreground_labels(dataset_json: Mapping, file: str, problems: List[Problem]
     for name, value in labels.items():
         if isinstance(value, (list, tuple)):
             problems.append(Problem(file, f"labels.{name}", "region-based labels are not supported by Malenia"))
-        elif name != "background" and value != 0:
+        elif isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
+            problems.append(Problem(file, f"labels.{name}", f"label value must be an integer, got {value!r}"))
+        elif name != "background" and int(value) != 0:
             out[name] = int(value)
     return out
 
@@ -109,7 +131,7 @@ def parse_dataset_attributes(raw: dict, dataset_json: Mapping, file: str, case_i
                              vocabulary: Vocabulary | None = None) -> DatasetAttributes:
     """Validate a dataset attribute object against dataset.json (and the case list when given)."""
     vocab = vocabulary or load_vocabulary()
-    problems: List[Problem] = []
+    problems: List[Problem] = unknown_key_problems(raw, file)
     version = raw.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         problems.append(Problem(file, "format_version", f"unsupported version {version!r}; expected {FORMAT_VERSION}"))
@@ -127,7 +149,7 @@ def parse_dataset_attributes(raw: dict, dataset_json: Mapping, file: str, case_i
         problems.extend(e.problems)
         table = load_knowledge_table(vocabulary=vocab)
 
-    fg = _foreground_labels(dataset_json, dataset_json_file, problems)
+    fg = foreground_labels(dataset_json, dataset_json_file, problems)
     entries = raw.get("labels")
     if not isinstance(entries, dict):
         problems.append(Problem(file, "labels", "missing or not an object of label name -> description"))
@@ -212,6 +234,13 @@ def list_raw_cases(raw_folder: Path, dataset_json: Mapping) -> List[str]:
     """Case identifiers of imagesTr, as nnU-Net itself lists them."""
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
+    if "dataTr" not in dataset_json:
+        # nnU-Net needs these to list cases; report them here instead of letting a KeyError escape from nnU-Net
+        missing = [f for f in ("file_ending",) if f not in dataset_json]
+        if missing:
+            raise MaleniaInputError(Problem(str(raw_folder / "dataset.json"), missing[0], "required field missing"))
+        if not (raw_folder / "imagesTr").is_dir():
+            raise MaleniaInputError(Problem(str(raw_folder / "imagesTr"), "", "folder not found"))
     return sorted(get_filenames_of_train_images_and_targets(str(raw_folder), dict(dataset_json)).keys())
 
 

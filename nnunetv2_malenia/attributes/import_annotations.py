@@ -481,15 +481,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dataset_context(dataset: str) -> Tuple[Path, List[str], List[str]]:
     """(raw folder, case ids, foreground label names) of an nnU-Net raw dataset."""
-    from nnunetv2_malenia.attributes.check import raw_dataset_problems, resolve_raw_dataset
-    from nnunetv2_malenia.attributes.dataset_attributes import _foreground_labels, list_raw_cases
+    from nnunetv2_malenia.attributes.check import raw_dataset_problems
+    from nnunetv2_malenia.paths import raw_dataset_folder
+    from nnunetv2_malenia.attributes.dataset_attributes import foreground_labels, list_raw_cases
 
-    folder = resolve_raw_dataset(dataset)
+    folder = raw_dataset_folder(dataset)
     problems = raw_dataset_problems(folder)       # the layout problems that would crash the case listing
     if problems:
         raise MaleniaInputError(problems)
     dataset_json = read_json(folder / "dataset.json", "dataset.json")
-    labels = list(_foreground_labels(dataset_json, str(folder / "dataset.json"), problems))
+    labels = list(foreground_labels(dataset_json, str(folder / "dataset.json"), problems))
     if problems:
         raise MaleniaInputError(problems)
     return folder, list_raw_cases(folder, dataset_json), labels
