@@ -162,6 +162,11 @@ def test_ensure_bank_builds_reuses_and_rebuilds(nnunet_env, tiny_encoder, tiny_e
     rebuilt = ensure_bank("901", tiny_encoder)
     assert "encoding" in capsys.readouterr().out and rebuilt.content_hash != bank.content_hash
     assert load_bank(out_folder).content_hash == rebuilt.content_hash
+    # No encoder named (the trainer's call): a rebuild keeps the encoder the stored bank was built with.
+    attributes = dict(_ATTRIBUTES, cases={"case_000": {"kidney tumor": {"density": "hypodense"}}})
+    (nnunet_env / "nnUNet_raw" / "Dataset901_TinyBank" / "malenia_attributes.json").write_text(json.dumps(attributes))
+    kept = ensure_bank("901")
+    assert kept.encoder_id == rebuilt.encoder_id and kept.dim == 32
 
 
 def test_cli_end_to_end_and_errors(nnunet_env, tiny_encoder_dir, monkeypatch, capsys):

@@ -37,9 +37,9 @@ def build_bank(entries: Sequence[Tuple[str, str]], encoder: TextEncoder, progres
     return new_bank(list(entries), embeddings, encoder.encoder_id)
 
 
-def _stored_hash(folder: Path) -> Optional[str]:
+def _stored_field(folder: Path, key: str) -> Optional[str]:
     try:
-        return json.loads((folder / SIDECAR_FILENAME).read_text(encoding="utf-8")).get("content_hash")
+        return json.loads((folder / SIDECAR_FILENAME).read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -52,6 +52,10 @@ def ensure_bank(dataset_name_or_id: str, text_encoder: TextEncoder | str | None 
         raise MaleniaInputError(f"dataset folder {raw_folder} does not exist")
     out_folder = nnunet_folder("nnUNet_preprocessed") / raw_folder.name
     entries = bank_entries(load_dataset_attributes(raw_folder))
+    if text_encoder is None:
+        # Keep the encoder the user chose with nnUNetv2_malenia_build_bank --text-encoder (e.g. Clinical-BERT):
+        # a rebuild after an attribute edit must not silently switch to the default encoder.
+        text_encoder = _stored_field(out_folder, "encoder_id")
     if text_encoder is None or isinstance(text_encoder, str):
         encoder_name = text_encoder or DEFAULT_ENCODER
         # The id is known without loading weights, so checking an up-to-date bank costs no model load.
@@ -59,7 +63,7 @@ def ensure_bank(dataset_name_or_id: str, text_encoder: TextEncoder | str | None 
     else:
         encoder_name, encoder_id = None, text_encoder.encoder_id
     wanted = content_hash(entries, encoder_id)
-    if not force and _stored_hash(out_folder) == wanted:
+    if not force and _stored_field(out_folder, "content_hash") == wanted:
         bank = load_bank(out_folder, expected_hash=wanted)
         if verbose:
             print(f"text bank in {out_folder} is up to date ({len(bank)} rows, encoder {encoder_id}); reusing it")
