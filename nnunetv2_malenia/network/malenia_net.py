@@ -1,0 +1,248 @@
+"""MaleniaNet: nnU-Net's planned U-Net + mask-token decoder + text alignment + CMKI (paper Sec. 3, Fig. 1).
+
+Interface: /work/contract_network_losses.md ("Network"). Text space: column 0 = t0 ("no lesion"), 1..R = bank rows.
+
+Data flow of ``forward(x)``:
+  U-Net encoder/decoder -> coarsest-first features (bottleneck included)
+  -> MaskTokenDecoder: per block tokens, text-space embeddings [B,Q,C], masks [B,Q,*S]
+  -> slot weights [B,Q,A,R+1] (from the training slot assigner, else ``predict_slots``)
+  -> CMKI -> pred_masks [B,Q,*S]; class_logits [B,Q,K+1] from the last block's embeddings and the knowledge table.
+Eval (not training, no dict requested): dense logits [B, K+1, *S] for nnU-Net's predictor; no text encoder needed,
+only the stored bank buffers.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnunetv2_malenia.attributes.schema import ASPECTS
+from nnunetv2_malenia.network.cmki import CrossModalKnowledgeInjection
+from nnunetv2_malenia.network.mask_decoder import MaskTokenDecoder
+from nnunetv2_malenia.network.unet_features import (check_unet, decoder_features, drop_seg_layers, feature_channels,
+                                                    feature_strides, select_attention_scales)
+from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
+
+NUM_ASPECTS = len(ASPECTS)                        # A = 8 CMKI slots, BANK_ASPECTS[:8]
+PARAGRAPH_INDEX = BANK_ASPECTS.index(PARAGRAPH_ASPECT)
+# Logit of a class without any bank row: finite (fp16-safe) so softmax/CE never see -inf - -inf.
+NO_ROWS_LOGIT = -1.0e4
+DEFAULT_TOKEN_DIM = 192                           # keeps the 96^3 6-stage plan within +15 % parameters/time
+
+
+def dense_logits(class_logits: torch.Tensor, pred_masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Semantic logits from token classes and masks: [B,Q,K+1], [B,Q,*S] -> [B,K+1,*S] (fp32).
+
+    fg_k = sum_q p(k|q) sigmoid(mask_q); bg = relu(1 - sum_k fg_k); log(. + eps) so nnU-Net's softmax returns
+    the normalised probabilities.
+    """
+    b, q = pred_masks.shape[:2]
+    spatial = pred_masks.shape[2:]
+    probs = class_logits.float().softmax(-1)[..., 1:]                    # [B, Q, K]
+    masks = pred_masks.float().sigmoid().reshape(b, q, -1)               # [B, Q, N]
+    fg = torch.bmm(probs.transpose(1, 2), masks)                         # [B, K, N]
+    bg = (1.0 - fg.sum(1, keepdim=True)).clamp_min(0.0)                  # [B, 1, N]
+    logits = torch.log(torch.cat((bg, fg), dim=1) + eps)                 # [B, K+1, N]
+    return logits.reshape(b, -1, *spatial)                               # [B, K+1, *S]
+
+
+class MaleniaNet(nn.Module):
+    def __init__(self, unet: nn.Module, num_bank_rows: int, text_dim: int, num_classes: int, *, num_tokens: int = 16,
+                 token_dim: int = DEFAULT_TOKEN_DIM, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
+                 cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
+                 beta: Tuple[float, float] = (0.5, 0.5)):
+        super().__init__()
+        check_unet(unet)
+        assert num_bank_rows >= 0 and text_dim > 0 and num_classes >= 1, (
+            f"bad sizes: num_bank_rows={num_bank_rows}, text_dim={text_dim}, num_classes={num_classes}")
+        assert token_dim % num_heads == 0, f"token_dim={token_dim} must be divisible by num_heads={num_heads}"
+        assert num_blocks >= 1 and num_tokens >= 2 and temperature > 0, (
+            f"bad settings: num_blocks={num_blocks}, num_tokens={num_tokens}, temperature={temperature}")
+        drop_seg_layers(unet)
+        self.unet = unet
+        self.conv_op = unet.encoder.conv_op
+        self.num_tokens = num_tokens
+        self.token_dim = token_dim
+        self.text_dim = text_dim
+
+        strides = feature_strides(unet)                                  # coarsest first, per axis
+        channels = feature_channels(unet)
+        scales = select_attention_scales(strides)
+        self.scale_of_block = [scales[i % len(scales)] for i in range(num_blocks)]   # round robin (paper: 3 blocks)
+        self.attention_strides = [strides[i] for i in self.scale_of_block]
+        self.pixel_stride = strides[-1]
+        pixel_channels = channels[-1]
+
+        self.mask_decoder = MaskTokenDecoder({i: channels[i] for i in set(self.scale_of_block)}, self.scale_of_block,
+                                             self.conv_op, num_tokens=num_tokens, token_dim=token_dim,
+                                             num_heads=num_heads, ffn_ratio=ffn_ratio, mask_dim=pixel_channels)
+        # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
+        self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
+        self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
+        self.cmki = CrossModalKnowledgeInjection(token_dim, NUM_ASPECTS, pixel_channels, num_tokens,
+                                                 num_heads=num_heads, num_layers=cmki_layers, fusion=fusion,
+                                                 branches=branches, beta=beta)
+        # Dataset-dependent state as buffers: travels in the checkpoint, shapes known from the arguments above.
+        self.register_buffer("bank_embeddings", torch.zeros(num_bank_rows, text_dim))
+        # -1 = no aspect yet (set_text_bank fills it); such rows are never slot candidates nor class evidence.
+        self.register_buffer("row_aspect", torch.full((num_bank_rows,), -1, dtype=torch.long))
+        self.register_buffer("class_row_mask", torch.zeros(num_classes, num_bank_rows, dtype=torch.bool))
+        # Fixed temperature from the constructor (not persistent: a rebuilt net takes it from its settings).
+        self.register_buffer("logit_scale", torch.tensor(1.0 / temperature), persistent=False)
+
+    # ----------------------------------------------------------------------------------------------- dataset state
+    @property
+    def num_bank_rows(self) -> int:
+        return int(self.bank_embeddings.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.class_row_mask.shape[0])
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The U-Net decoder, so nnU-Net's default ``set_deep_supervision_enabled`` runs (the flag is unused)."""
+        return self.unet.decoder
+
+    def set_text_bank(self, embeddings: torch.Tensor, row_aspect: torch.Tensor) -> None:
+        """Replace the bank: embeddings [R', D] (L2-normalised), row_aspect [R'] long (index into BANK_ASPECTS).
+
+        When R' differs from the current R, ``class_row_mask`` is reset to all-False [K, R']: call
+        ``set_class_row_mask`` afterwards.
+        """
+        assert embeddings.ndim == 2 and embeddings.shape[1] == self.text_dim, (
+            f"embeddings must be [R, {self.text_dim}]; got {tuple(embeddings.shape)}")
+        assert row_aspect.shape == (embeddings.shape[0],), (
+            f"row_aspect must be [{embeddings.shape[0]}]; got {tuple(row_aspect.shape)}")
+        in_range = row_aspect.numel() == 0 or (int(row_aspect.min()) >= -1
+                                               and int(row_aspect.max()) < len(BANK_ASPECTS))
+        assert in_range, (f"row_aspect values must index BANK_ASPECTS (0..{len(BANK_ASPECTS) - 1}) or be -1; "
+                          f"got {row_aspect.unique().tolist()}")
+        device = self.bank_embeddings.device
+        self.bank_embeddings = embeddings.detach().to(device=device, dtype=torch.float32).clone()
+        self.row_aspect = row_aspect.detach().to(device=device, dtype=torch.long).clone()
+        if self.class_row_mask.shape[1] != embeddings.shape[0]:
+            self.class_row_mask = torch.zeros(self.num_classes, embeddings.shape[0], dtype=torch.bool, device=device)
+
+    def set_class_row_mask(self, mask: torch.Tensor) -> None:
+        """Replace the knowledge table [K', R] bool (row r describes class k); K' sets the eval output channels."""
+        assert mask.ndim == 2 and mask.shape[1] == self.num_bank_rows, (
+            f"class_row_mask must be [K, {self.num_bank_rows}] (R = current bank rows); got {tuple(mask.shape)}")
+        self.class_row_mask = mask.detach().to(device=self.bank_embeddings.device, dtype=torch.bool).clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # A checkpoint may carry a bank / knowledge table of another size than the plans-built network (extended
+        # at zero-shot time): adopt the checkpoint's shapes instead of failing the strict load.
+        for name in ("bank_embeddings", "row_aspect", "class_row_mask"):
+            key = prefix + name
+            current = self._buffers[name]
+            if key in state_dict and state_dict[key].shape != current.shape:
+                self._buffers[name] = torch.empty(state_dict[key].shape, dtype=current.dtype, device=current.device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    # ------------------------------------------------------------------------------------------------- text space
+    def text_embeddings(self) -> torch.Tensor:
+        """[R+1, C] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings)."""
+        weight = self.text_mlp[0].weight
+        bank = self.text_mlp(self.bank_embeddings.to(weight.dtype))            # [R, C]
+        return F.normalize(torch.cat((self.t0.unsqueeze(0), bank), dim=0), dim=-1)   # [R+1, C]
+
+    def predict_slots(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                      ) -> torch.Tensor:
+        """Inference slots: per aspect a, one-hot argmax of similarity over {t0} U {rows of aspect a}.
+
+        embeddings [B, Q, C] (text space), text_embeddings [R+1, C] (default: ``self.text_embeddings()``)
+        -> [B, Q, A, R+1] float one-hot.
+        """
+        text = self.text_embeddings() if text_embeddings is None else text_embeddings
+        sim = torch.einsum("bqc,rc->bqr", embeddings.float(), text.float())     # [B, Q, R+1]
+        col_aspect = torch.cat((self.row_aspect.new_full((1,), -2), self.row_aspect))   # [R+1], t0 = -2
+        aspects = torch.arange(NUM_ASPECTS, device=sim.device)
+        candidates = col_aspect.unsqueeze(0) == aspects.unsqueeze(1)                      # [A, R+1]
+        candidates[:, 0] = True                                                          # t0 always competes
+        scores = sim.unsqueeze(2).masked_fill(~candidates, float("-inf"))                 # [B, Q, A, R+1]
+        best = scores.argmax(-1)                                                         # [B, Q, A]
+        return F.one_hot(best, num_classes=text.shape[0]).to(embeddings.dtype)          # [B, Q, A, R+1]
+
+    def class_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        """[B, Q, C] -> [B, Q, K+1] (fp32, scaled by logit_scale).
+
+        Column 0: similarity to t0. Column k: mean over the aspects in which class k has rows of the best
+        similarity among class k's rows of that aspect (knowledge-table matching). Paragraph rows never count;
+        a class without rows gets NO_ROWS_LOGIT.
+        """
+        text = self.text_embeddings() if text_embeddings is None else text_embeddings
+        sim = torch.einsum("bqc,rc->bqr", embeddings.float(), text.float()) * self.logit_scale   # [B, Q, R+1]
+        rows = sim[..., 1:]                                                               # [B, Q, R]
+        b, q = rows.shape[:2]
+        total = rows.new_zeros(b, q, self.num_classes)                                    # [B, Q, K]
+        count = rows.new_zeros(self.num_classes)                                          # [K]
+        for aspect in range(len(BANK_ASPECTS)):
+            if aspect == PARAGRAPH_INDEX:
+                continue
+            sel = self.class_row_mask & (self.row_aspect == aspect).unsqueeze(0)          # [K, R]
+            has = sel.any(1)                                                              # [K]
+            if not bool(has.any()):
+                continue
+            best = rows.unsqueeze(2).masked_fill(~sel, float("-inf")).amax(-1)           # [B, Q, K]
+            total = total + torch.where(has, best, torch.zeros_like(best))
+            count = count + has.to(count.dtype)
+        fg = torch.where(count > 0, total / count.clamp_min(1.0), torch.full_like(total, NO_ROWS_LOGIT))
+        return torch.cat((sim[..., :1], fg), dim=-1)                                     # [B, Q, K+1]
+
+    # ---------------------------------------------------------------------------------------------------- forward
+    def _full_size(self, masks: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Upsample [B, Q, *S'] mask logits to the patch size when the finest feature is strided (rare plans)."""
+        if masks is None or tuple(masks.shape[2:]) == tuple(x.shape[2:]):
+            return masks
+        mode = "trilinear" if masks.ndim == 5 else "bilinear"
+        return F.interpolate(masks, size=x.shape[2:], mode=mode, align_corners=False)   # [B, Q, *S]
+
+    def forward(self, x: torch.Tensor, slot_assigner: Optional[Callable[[Dict], torch.Tensor]] = None,
+                return_dict: bool = False):
+        want_dict = self.training or return_dict or slot_assigner is not None
+        features = decoder_features(self.unet, x)                    # coarsest first; [-1] = [B, Ck, *S]
+        pixel = features[-1]
+        # Dense eval only needs the last block's embedding: skip the full-resolution per-block masks.
+        dec = self.mask_decoder(features, pixel if want_dict else None)
+        text = self.text_embeddings()                                 # [R+1, C]
+        last_embeddings = dec["embeddings"][-1]                       # [B, Q, C]
+        decoder_out = {"block_masks": [self._full_size(m, x) for m in dec["masks"]],
+                       "block_embeddings": dec["embeddings"], "text_embeddings": text,
+                       "logit_scale": self.logit_scale}
+        if slot_assigner is not None:
+            weights = slot_assigner(decoder_out)
+            expected = (x.shape[0], self.num_tokens, NUM_ASPECTS, text.shape[0])
+            assert tuple(weights.shape) == expected, (
+                f"slot_assigner must return [B, Q, A, R+1] = {expected}; got {tuple(weights.shape)}")
+        else:
+            weights = self.predict_slots(last_embeddings, text)      # [B, Q, A, R+1]
+        slot_text = torch.einsum("bqar,rc->bqac", weights.to(text.dtype), text)   # [B, Q, A, C]
+        cmki = self.cmki(dec["tokens"][-1], slot_text, pixel, with_branches=want_dict)
+        class_logits = self.class_logits(last_embeddings, text)      # [B, Q, K+1]
+        pred_masks = self._full_size(cmki["pred_masks"], x)          # [B, Q, *S]
+        if not want_dict:
+            return dense_logits(class_logits, pred_masks)           # [B, K+1, *S]
+        return {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
+                "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks,
+                "class_logits": class_logits}
+
+    @torch.no_grad()
+    def describe(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Forward as a dict plus per-token probabilities, for lesion reports.
+
+        Adds "mask_probs" sigmoid(pred_masks) [B,Q,*S], "class_probs" softmax(class_logits) [B,Q,K+1],
+        "slot_rows" [B,Q,A] (chosen text-space column per aspect; 0 = t0, r >= 1 = bank row r-1) and
+        "logits" the dense eval logits [B,K+1,*S].
+        """
+        out = self.forward(x, return_dict=True)
+        out["mask_probs"] = out["pred_masks"].float().sigmoid()
+        out["class_probs"] = out["class_logits"].softmax(-1)
+        out["slot_rows"] = out["slot_weights"].argmax(-1)
+        out["logits"] = dense_logits(out["class_logits"], out["pred_masks"])
+        return out

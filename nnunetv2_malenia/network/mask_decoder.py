@@ -1,0 +1,153 @@
+"""Mask-token Transformer decoder (paper Sec. 3.1, Eq. 1; Mask2Former's decoder without masked attention).
+
+N learnable tokens pass through ``num_blocks`` blocks; block i cross-attends to the U-Net decoder feature of scale
+``scale_of_block[i]`` (round robin over the selected coarse scales), then self-attends, then an FFN. After every
+block the shared heads give (a) the token's embedding in text space (L2-normalised, for the alignment loss) and
+(b) its mask: mask-embedding(token) . per-pixel feature. The per-pixel feature is the finest U-Net decoder output
+used as it is: the TOKEN side is projected down to its channel count, so no full-resolution tensor with C
+channels is ever built (at 128^3 that would be 2M voxels x 192 channels per sample).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnunetv2_malenia.network.positional_encoding import sine_positional_encoding
+
+
+class AttentionLayer(nn.Module):
+    """Post-norm residual attention, as in Mask2Former: x = LN(x + Attn(x + pos_q, mem + pos_k, mem))."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None, pos_q: Optional[torch.Tensor] = None,
+                pos_k: Optional[torch.Tensor] = None) -> torch.Tensor:
+        memory = x if memory is None else memory                       # self-attention when no memory
+        q = x if pos_q is None else x + pos_q                          # [B, Q, C]
+        k = memory if pos_k is None else memory + pos_k                # [B, N, C]
+        out, _ = self.attn(q, k, memory, need_weights=False)           # [B, Q, C]
+        return self.norm(x + out)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ratio: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim * ratio), nn.GELU(), nn.Linear(dim * ratio, dim))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.net(x))
+
+
+class DecoderBlock(nn.Module):
+    """Eq. 1: cross-attention to one scale's image features, then self-attention among tokens, then FFN."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_ratio: int):
+        super().__init__()
+        self.cross = AttentionLayer(dim, num_heads)
+        self.self_attn = AttentionLayer(dim, num_heads)
+        self.ffn = FeedForward(dim, ffn_ratio)
+
+    def forward(self, tokens, memory, query_pos, memory_pos):
+        tokens = self.cross(tokens, memory, pos_q=query_pos, pos_k=memory_pos)   # [B, Q, C]
+        tokens = self.self_attn(tokens, pos_q=query_pos, pos_k=query_pos)        # [B, Q, C]
+        return self.ffn(tokens)                                                  # [B, Q, C]
+
+
+def mlp(dims: Sequence[int]) -> nn.Sequential:
+    """Linear layers with ReLU in between (none after the last)."""
+    layers: List[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def token_masks(mask_embed: torch.Tensor, pixel_feature: torch.Tensor, bias: Optional[torch.Tensor] = None
+                ) -> torch.Tensor:
+    """[B, Q, Cm] . [B, Cm, *S] (+ bias [B, Q]) -> [B, Q, *S] mask logits, as one batched matmul (a 1x1 conv
+    over full-resolution 3D maps is several times slower on CPU)."""
+    b, cm = pixel_feature.shape[:2]
+    spatial = pixel_feature.shape[2:]
+    flat = pixel_feature.reshape(b, cm, -1).to(mask_embed.dtype)      # [B, Cm, N]
+    if bias is None:
+        masks = torch.bmm(mask_embed, flat)                            # [B, Q, N]
+    else:
+        masks = torch.baddbmm(bias.unsqueeze(-1).to(mask_embed.dtype), mask_embed, flat)   # [B, Q, N]
+    return masks.reshape(b, mask_embed.shape[1], *spatial)             # [B, Q, *S]
+
+
+class MaskTokenDecoder(nn.Module):
+    """Tokens -> per-block (normalised token, text-space embedding, mask embedding) over coarse U-Net features.
+
+    in_channels: channels of each attended feature, keyed by its index in the coarsest-first feature list.
+    scale_of_block: feature index that block i cross-attends to (len = num_blocks).
+    mask_dim: channels of the per-pixel feature (the finest decoder output).
+    """
+
+    def __init__(self, in_channels: Dict[int, int], scale_of_block: Sequence[int], conv_op, *, num_tokens: int,
+                 token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int):
+        super().__init__()
+        self.scale_of_block = [int(i) for i in scale_of_block]
+        assert all(i in in_channels for i in self.scale_of_block), (
+            f"scale_of_block {self.scale_of_block} names features without channels; known: {sorted(in_channels)}")
+        self.token_dim = token_dim
+        self.query_feat = nn.Embedding(num_tokens, token_dim)          # the tokens' content
+        self.query_pos = nn.Embedding(num_tokens, token_dim)           # their learned positional embedding
+        # 1x1 projections to token_dim, at the coarse scales only (cheap: stride >= 8 in the paper's setting).
+        self.input_proj = nn.ModuleDict({str(i): conv_op(in_channels[i], token_dim, 1) for i in sorted(set(
+            self.scale_of_block))})
+        # Mask2Former's level embedding: tells a block which scale it looks at (sine encodings are scale-free).
+        self.level_embed = nn.Embedding(len(self.input_proj), token_dim)
+        self._level_of = {int(k): n for n, k in enumerate(self.input_proj.keys())}
+        self.blocks = nn.ModuleList(DecoderBlock(token_dim, num_heads, ffn_ratio) for _ in self.scale_of_block)
+        # Heads shared by all blocks, so every block's tokens live in the same text space / mask space.
+        self.decoder_norm = nn.LayerNorm(token_dim)
+        self.text_head = nn.Linear(token_dim, token_dim)
+        self.mask_embed = mlp((token_dim, token_dim, mask_dim))
+        self._pos_cache: Dict[tuple, torch.Tensor] = {}
+
+    def _memory(self, feature: torch.Tensor, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        proj = self.input_proj[str(index)](feature)                    # [B, C, *s]
+        b, c = proj.shape[:2]
+        memory = proj.reshape(b, c, -1).transpose(1, 2)                # [B, N, C]
+        memory = memory + self.level_embed.weight[self._level_of[index]]
+        key = (tuple(proj.shape[2:]), c, proj.device, memory.dtype)
+        pos = self._pos_cache.get(key)
+        if pos is None:     # fixed for a given patch size: compute once (sliding-window reuses the same shape)
+            pos = sine_positional_encoding(key[0], c, device=proj.device, dtype=memory.dtype).unsqueeze(0)
+            if len(self._pos_cache) >= 16:                               # bounded: a few shapes per run
+                self._pos_cache.clear()
+            self._pos_cache[key] = pos
+        return memory, pos                                              # [B, N, C], [1, N, C]
+
+    def forward(self, features: List[torch.Tensor], pixel_feature: Optional[torch.Tensor] = None
+                ) -> Dict[str, List[torch.Tensor]]:
+        """features: coarsest-first decoder features; pixel_feature [B, Cm, *S'] or None (then no masks).
+
+        Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, C] (L2-normalised,
+        text space), "masks": L x [B, Q, *S'] (empty list without pixel_feature)}.
+        """
+        b = features[0].shape[0]
+        tokens = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)     # [B, Q, C]
+        query_pos = self.query_pos.weight.unsqueeze(0).expand(b, -1, -1)   # [B, Q, C]
+        memories = {i: self._memory(features[i], i) for i in sorted(set(self.scale_of_block))}
+        out: Dict[str, List[torch.Tensor]] = {"tokens": [], "embeddings": [], "masks": []}
+        for block, index in zip(self.blocks, self.scale_of_block):
+            memory, memory_pos = memories[index]
+            tokens = block(tokens, memory, query_pos, memory_pos)            # [B, Q, C]
+            normed = self.decoder_norm(tokens)                               # [B, Q, C]
+            out["tokens"].append(normed)
+            out["embeddings"].append(F.normalize(self.text_head(normed), dim=-1))   # [B, Q, C]
+        if pixel_feature is not None:
+            # All blocks in one pass over the full-resolution feature (forward and backward).
+            embeds = self.mask_embed(torch.cat(out["tokens"], dim=1))       # [B, L*Q, Cm]
+            out["masks"] = list(token_masks(embeds, pixel_feature).split(tokens.shape[1], dim=1))   # L x [B,Q,*S']
+        return out

@@ -1,0 +1,286 @@
+"""MaleniaNet (nnunetv2_malenia.network): shapes over plans, gradients, checkpoints, eval logits, bank updates,
+slot prediction, knowledge-table class logits, CMKI ablations. CPU, seeded, small plans."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
+from nnunetv2_malenia.network.example_plans import unet_plans
+from nnunetv2_malenia.network.unet_features import select_attention_scales
+from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
+
+R, D, K, Q = 20, 16, 2, 16
+SMALL = {"num_bank_rows": R, "text_dim": D, "num_classes": K, "token_dim": 32, "num_heads": 4}
+PARAGRAPH = BANK_ASPECTS.index(PARAGRAPH_ASPECT)
+
+PLANS = {   # name: (patch, strides, features, architecture)
+    "tiny3d": ([16, 16, 16], [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], [4, 8, 8, 16], "PlainConvUNet"),
+    "aniso3d": ([4, 32, 32], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], [4, 8, 8, 16, 16],
+                "PlainConvUNet"),
+    "2d": ([32, 48], [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], [4, 8, 8, 16, 16], "ResidualEncoderUNet"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_one_thread():
+    # One thread: these tensors are tiny, and on a shared 2-core host OpenMP barriers dominate otherwise.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def bank(r: int = R, d: int = D):
+    """Random normalised bank; aspects cycle through all BANK_ASPECTS (the 8, organ, paragraph)."""
+    return F.normalize(torch.randn(r, d), dim=1), torch.arange(r) % len(BANK_ASPECTS)
+
+
+def build(plan: str = "tiny3d", **overrides) -> MaleniaNet:
+    patch, strides, features, arch = PLANS[plan]
+    pm, cm = unet_plans(patch, strides, features, architecture=arch)
+    settings = {**SMALL, **overrides}
+    net = build_malenia_network(pm, cm, 1, settings["num_classes"] + 1, settings)
+    net.set_text_bank(*bank(settings["num_bank_rows"], settings["text_dim"]))
+    net.set_class_row_mask(torch.rand(settings["num_classes"], settings["num_bank_rows"]) < 0.4)
+    return net
+
+
+def sample(plan: str = "tiny3d", batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 1, *PLANS[plan][0])
+
+
+class RandomSlots:
+    """Stands in for the losses' SlotAssigner: valid weights (one-hot per aspect among t0 and that aspect's
+    rows), the first token all t0 like an unmatched token, and records what it was called with."""
+
+    def __init__(self, row_aspect: torch.Tensor, seed: int = 1):
+        self.row_aspect, self.seed, self.seen = row_aspect, seed, None
+
+    def __call__(self, out):
+        self.seen = out
+        b, q = out["block_embeddings"][-1].shape[:2]
+        g = torch.Generator().manual_seed(self.seed)
+        weights = torch.zeros(b, q, NUM_ASPECTS, len(self.row_aspect) + 1)     # [B, Q, A, R+1]
+        for a in range(NUM_ASPECTS):
+            cols = [0] + [r + 1 for r in range(len(self.row_aspect)) if int(self.row_aspect[r]) == a]
+            pick = torch.tensor(cols)[torch.randint(len(cols), (b, q), generator=g)]   # [B, Q]
+            weights[:, :, a] = F.one_hot(pick, len(self.row_aspect) + 1).float()
+        weights[:, 0] = 0
+        weights[:, 0, :, 0] = 1
+        return weights
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_output_shapes(plan):
+    net = build(plan)
+    x = sample(plan)
+    spatial = tuple(x.shape[2:])
+    out = net(x)                                                     # training mode -> dict
+    assert len(out["block_masks"]) == len(out["block_embeddings"]) == 3
+    for masks, emb in zip(out["block_masks"], out["block_embeddings"]):
+        assert masks.shape == (2, Q, *spatial) and emb.shape == (2, Q, 32)
+        assert torch.allclose(emb.norm(dim=-1), torch.ones(2, Q), atol=1e-5)
+    assert out["text_embeddings"].shape == (R + 1, 32)
+    assert torch.allclose(out["text_embeddings"].norm(dim=-1), torch.ones(R + 1), atol=1e-5)
+    assert out["slot_weights"].shape == (2, Q, NUM_ASPECTS, R + 1)
+    for key in ("mask_m", "mask_t", "pred_masks"):
+        assert out[key].shape == (2, Q, *spatial), key
+    assert out["class_logits"].shape == (2, Q, K + 1)
+    assert float(out["logit_scale"]) == pytest.approx(1 / 0.07)
+    net.eval()
+    with torch.no_grad():
+        assert net(x).shape == (2, K + 1, *spatial)
+
+
+def test_attention_scales_follow_the_plan():
+    net = build("aniso3d")                    # in-plane strides 16/8/4 only: the coarsest three, finest excluded
+    assert net.attention_strides == [(4, 16, 16), (4, 8, 8), (2, 4, 4)]
+    assert build("tiny3d").attention_strides == [(8, 8, 8), (4, 4, 4), (2, 2, 2)]
+    # 6-stage plans have strides 32/16/8: exactly those, also when a 7th stage adds stride 64.
+    six = [(32,) * 3, (16,) * 3, (8,) * 3, (4,) * 3, (2,) * 3, (1,) * 3]
+    assert select_attention_scales(six) == [0, 1, 2]
+    assert select_attention_scales([(64, 64)] + [(s[0], s[0]) for s in six]) == [1, 2, 3]
+    # Fewer than three non-finest features: reuse the coarsest.
+    assert select_attention_scales([(4, 4), (2, 2), (1, 1)]) == [0, 0, 1]
+    assert select_attention_scales([(2, 2), (1, 1)]) == [0, 0, 0]
+
+
+def test_strided_finest_feature_is_upsampled_to_patch():
+    pm, cm = unet_plans([32, 32], [[2, 2], [2, 2], [2, 2]], [8, 16, 16])
+    net = build_malenia_network(pm, cm, 1, K + 1, SMALL)
+    x = torch.randn(1, 1, 32, 32)
+    out = net(x)
+    assert out["block_masks"][0].shape == out["pred_masks"].shape == (1, Q, 32, 32)
+
+
+ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"branches": "text"},
+             "no_fusion": {"fusion": False}, "mask_only_no_fusion": {"branches": "mask", "fusion": False},
+             "two_cmki_layers_text_only": {"branches": "text", "cmki_layers": 2}}
+
+
+@pytest.mark.parametrize("setting", sorted(ABLATIONS))
+def test_gradient_reaches_every_parameter(setting):
+    # Also for the ablations: a parameter without gradient would break DDP (no find_unused_parameters).
+    net = build(**ABLATIONS[setting])
+    assigner = RandomSlots(net.row_aspect)
+    out = net(sample(), slot_assigner=assigner)
+    assert set(assigner.seen) == {"block_masks", "block_embeddings", "text_embeddings", "logit_scale"}
+    # What the criterion uses: per-block masks and embeddings, text embeddings, final masks (not mask_m/mask_t).
+    tensors = [*out["block_masks"], *out["block_embeddings"], out["text_embeddings"], out["pred_masks"]]
+    sum(t.float().square().mean() for t in tensors).backward()
+    no_grad = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+    assert not any("seg_layers" in n for n, _ in net.named_parameters())
+
+
+def test_slot_assigner_weights_drive_cmki_and_are_returned():
+    net = build()
+    x = sample()
+    a = net(x, slot_assigner=RandomSlots(net.row_aspect, seed=1))
+    b = net(x, slot_assigner=RandomSlots(net.row_aspect, seed=2))
+    assert torch.equal(a["slot_weights"], RandomSlots(net.row_aspect, seed=1)(a))
+    assert torch.equal(a["block_masks"][2], b["block_masks"][2])
+    assert not torch.allclose(a["pred_masks"], b["pred_masks"])
+    with pytest.raises(AssertionError, match=r"\[B, Q, A, R\+1\]"):
+        net(x, slot_assigner=lambda out: torch.zeros(2, Q, NUM_ASPECTS, R))
+
+
+def test_state_dict_round_trip_gives_identical_eval_output():
+    net = build().eval()
+    x = sample()
+    with torch.no_grad():
+        expected = net(x)
+    torch.manual_seed(123)                                          # different init, empty bank of another size
+    patch, strides, features, arch = PLANS["tiny3d"]
+    pm, cm = unet_plans(patch, strides, features, architecture=arch)
+    rebuilt = build_malenia_network(pm, cm, 1, K + 1, {**SMALL, "num_bank_rows": 3}).eval()
+    rebuilt.load_state_dict(net.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), expected)
+    assert rebuilt.num_bank_rows == R and torch.equal(rebuilt.class_row_mask, net.class_row_mask)
+
+
+def test_eval_output_is_valid_logits_for_softmax():
+    net = build().eval()
+    with torch.no_grad():
+        logits = net(sample())
+    assert logits.shape == (2, K + 1, 16, 16, 16) and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+    probs = logits.softmax(1)
+    assert torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-5)
+
+
+def test_dense_logits_formula():
+    class_logits = torch.tensor([[[2.0, 0.0, -1.0], [-3.0, 1.0, 0.5]]])   # [1, 2, 3]: B=1, Q=2, K=2
+    masks = torch.tensor([[[0.0, 4.0], [3.0, -5.0]]])                   # [1, 2, 2]: two voxels
+    p = class_logits.softmax(-1)[0]                                      # [Q, K+1]
+    m = masks.sigmoid()[0]                                               # [Q, N]
+    fg = p[:, 1:].T @ m                                                  # [K, N]
+    bg = (1 - fg.sum(0, keepdim=True)).clamp_min(0)
+    assert torch.allclose(dense_logits(class_logits, masks)[0], torch.log(torch.cat((bg, fg)) + 1e-6))
+
+
+def test_set_text_bank_and_class_rows_with_new_sizes():
+    net = build()
+    r2, k2 = 35, 4
+    net.set_text_bank(*bank(r2))
+    assert net.class_row_mask.shape == (K, r2) and not net.class_row_mask.any()   # reset: rows changed
+    net.set_class_row_mask(torch.rand(k2, r2) < 0.3)
+    out = net(sample())
+    assert out["text_embeddings"].shape == (r2 + 1, 32) and out["slot_weights"].shape[-1] == r2 + 1
+    assert out["class_logits"].shape == (2, Q, k2 + 1)
+    net.eval()
+    with torch.no_grad():
+        assert net(sample()).shape == (2, k2 + 1, 16, 16, 16)
+    with pytest.raises(AssertionError, match="embeddings must be"):
+        net.set_text_bank(torch.zeros(5, D + 1), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(AssertionError, match="class_row_mask must be"):
+        net.set_class_row_mask(torch.zeros(k2, r2 + 1, dtype=torch.bool))
+
+
+def test_predict_slots_takes_per_aspect_argmax():
+    net = build()
+    emb = F.normalize(torch.randn(2, Q, 32), dim=-1)
+    text = F.normalize(torch.randn(R + 1, 32), dim=-1)
+    text[0] = emb[0, 0]                                   # token (0, 0) is closest to t0 in every aspect
+    slots = net.predict_slots(emb, text)
+    assert slots.shape == (2, Q, NUM_ASPECTS, R + 1) and torch.equal(slots.sum(-1), torch.ones(2, Q, NUM_ASPECTS))
+    sim = emb @ text.T
+    for b in range(2):
+        for q in range(Q):
+            for a in range(NUM_ASPECTS):
+                cols = [0] + [r + 1 for r in range(R) if int(net.row_aspect[r]) == a]
+                best = max(cols, key=lambda c: float(sim[b, q, c]))
+                assert int(slots[b, q, a].argmax()) == best
+    assert torch.equal(slots[0, 0].argmax(-1), torch.zeros(NUM_ASPECTS, dtype=torch.long))
+    organ_or_paragraph = [r + 1 for r in range(R) if int(net.row_aspect[r]) >= NUM_ASPECTS]
+    assert not slots[..., organ_or_paragraph].any()
+
+
+def test_class_logits_follow_knowledge_table():
+    net = build(num_bank_rows=5, num_classes=3)
+    # rows: 0,1 shape (aspect 2); 2 density (aspect 3); 3 organ; 4 paragraph
+    net.set_text_bank(F.normalize(torch.randn(5, D), dim=1), torch.tensor([2, 2, 3, 8, PARAGRAPH]))
+    net.set_class_row_mask(torch.tensor([[1, 1, 1, 0, 1],     # class 1: shape rows 0,1 + density row 2 (+ paragraph)
+                                         [0, 0, 0, 1, 0],     # class 2: organ row only
+                                         [0, 0, 0, 0, 1]],    # class 3: paragraph only -> no evidence
+                                        dtype=torch.bool))
+    emb = F.normalize(torch.randn(1, 2, 32), dim=-1)
+    text = F.normalize(torch.randn(6, 32), dim=-1)
+    s = (emb @ text.T)[0] / 0.07                                                   # [Q, R+1]
+    expected = torch.stack((s[:, 0], (torch.maximum(s[:, 1], s[:, 2]) + s[:, 3]) / 2, s[:, 4],
+                            torch.full_like(s[:, 0], -1.0e4)), dim=-1)
+    assert torch.allclose(net.class_logits(emb, text)[0], expected, atol=1e-4)
+
+
+def test_cmki_ensemble_is_mlp_of_weighted_branches():
+    net = build()
+    out = net(sample(batch=1), slot_assigner=RandomSlots(net.row_aspect))
+    x = 0.5 * out["mask_m"] + 0.5 * out["mask_t"]                                  # [1, Q, *S]
+    flat = x.reshape(1, Q, -1).transpose(1, 2)                                     # [1, N, Q]
+    ens = net.cmki.ensemble
+    expected = flat + ens.fc2(ens.act(ens.fc1(flat)))                              # [1, N, Q]
+    assert torch.allclose(out["pred_masks"].reshape(1, Q, -1).transpose(1, 2), expected, atol=1e-4)
+
+
+def test_ablation_switches_change_the_path():
+    x = sample(batch=1)
+    full = build()
+    outs = {}
+    for name, kw in {"both": {}, "mask": {"branches": "mask"}, "text": {"branches": "text"},
+                     "nofusion": {"fusion": False}, "mask_nofusion": {"branches": "mask", "fusion": False}}.items():
+        net = build(**kw)
+        missing, unexpected = net.load_state_dict(full.state_dict(), strict=False)   # share all common weights
+        assert not missing, missing
+        runs = [net(x, slot_assigner=RandomSlots(net.row_aspect, seed=s)) for s in (1, 2)]
+        outs[name] = runs
+        assert torch.isfinite(runs[0]["pred_masks"]).all()
+    assert outs["mask"][0]["mask_t"] is None and outs["text"][0]["mask_m"] is None
+    assert not any("fusion" in n for n, _ in build(fusion=False).named_parameters())
+    preds = {name: runs[0]["pred_masks"] for name, runs in outs.items()}
+    for a, b in [("both", "mask"), ("both", "text"), ("mask", "text"), ("both", "nofusion")]:
+        assert not torch.allclose(preds[a], preds[b]), (a, b)
+    # Mask-token branch without fusion never sees the text slots; with fusion (or the text branch) it does.
+    assert torch.equal(outs["mask_nofusion"][0]["pred_masks"], outs["mask_nofusion"][1]["pred_masks"])
+    for name in ("mask", "text", "both"):
+        assert not torch.allclose(outs[name][0]["pred_masks"], outs[name][1]["pred_masks"]), name
+
+
+def test_describe_reports_token_probabilities():
+    net = build().eval()
+    info = net.describe(sample(batch=1))
+    assert info["mask_probs"].shape == (1, Q, 16, 16, 16) and 0 <= float(info["mask_probs"].min())
+    assert torch.allclose(info["class_probs"].sum(-1), torch.ones(1, Q))
+    assert info["slot_rows"].shape == (1, Q, NUM_ASPECTS) and info["logits"].shape == (1, K + 1, 16, 16, 16)
+    assert not info["pred_masks"].requires_grad
+
+
+def test_build_checks_output_channels_and_settings():
+    pm, cm = unet_plans(*PLANS["tiny3d"][:3])
+    with pytest.raises(AssertionError, match="num_output_channels == num_classes \\+ 1"):
+        build_malenia_network(pm, cm, 1, K, SMALL)
+    with pytest.raises(AssertionError, match="unknown \\['num_querys'\\]"):
+        build_malenia_network(pm, cm, 1, K + 1, {**SMALL, "num_querys": 8})
