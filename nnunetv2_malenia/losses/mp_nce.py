@@ -1,0 +1,79 @@
+"""Multi-Positive NCE (paper Eq. 2, after Lee et al. 2022) and the positive/candidate sets it is applied to.
+
+Text-space columns: 0 = t0 ("no lesion"), 1..R = bank rows (row r at column r+1).
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import torch
+
+from nnunetv2_malenia.attributes.schema import ASPECTS, ORGAN_ASPECT
+from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
+
+# Finite stand-in for -inf: logsumexp over an all-masked row stays finite, so backward never sees inf - inf.
+MASKED_LOGIT = -1e9
+
+
+def text_candidates(row_aspect: torch.Tensor, multi_positive: bool = True) -> torch.Tensor:
+    """row_aspect [R] long -> [R+1] bool: the columns a token is contrasted against.
+
+    Multi-positive: t0 + the eight aspects' rows + organ rows. Single-positive (ablation): t0 + paragraph rows +
+    organ rows. Mixing the modes would let a paragraph compete with its own aspect rows.
+    """
+    organ = BANK_ASPECTS.index(ORGAN_ASPECT)
+    if multi_positive:
+        keep = (row_aspect < len(ASPECTS)) | (row_aspect == organ)                     # [R]
+    else:
+        keep = (row_aspect == BANK_ASPECTS.index(PARAGRAPH_ASPECT)) | (row_aspect == organ)
+    return torch.cat([torch.ones(1, dtype=torch.bool, device=row_aspect.device), keep])  # [R+1]
+
+
+def instance_positives(target: Dict[str, torch.Tensor], multi_positive: bool = True) -> torch.Tensor:
+    """One sample's targets -> [S_n, R+1] bool positives in text space (column 0 never set).
+
+    Single-positive: the lesion's paragraph row; instances without one (organs) keep their own rows (organ rows).
+    """
+    pos = target["positives"]                                                        # [S_n, R]
+    if not multi_positive:
+        para = target["paragraph"]                                                   # [S_n]
+        has = para >= 0
+        single = torch.zeros_like(pos)
+        single[has.nonzero(as_tuple=True)[0], para[has]] = True
+        pos = torch.where(has.unsqueeze(1), single, pos)                             # [S_n, R]
+    return torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)                     # [S_n, R+1]
+
+
+def token_positives(targets: Sequence[Dict[str, torch.Tensor]], indices: Sequence[Tuple[torch.Tensor, torch.Tensor]],
+                    num_tokens: int, num_columns: int, multi_positive: bool = True) -> torch.Tensor:
+    """-> [B, Q, R+1] bool: matched tokens get their instance's positives, unmatched tokens {t0}."""
+    B = len(targets)
+    device = targets[0]["positives"].device if B else torch.device("cpu")
+    out = torch.zeros(B, num_tokens, num_columns, dtype=torch.bool, device=device)  # [B, Q, R+1]
+    out[..., 0] = True
+    for b, (pred_idx, tgt_idx) in enumerate(indices):
+        if len(pred_idx):
+            out[b, pred_idx.to(device)] = instance_positives(targets[b], multi_positive)[tgt_idx.to(device)]
+    return out
+
+
+def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor,
+                positives: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Eq. 2. embeddings [B, Q, C], text_embeddings [R+1, C] (both L2-normalised), positives [B, Q, R+1] bool,
+    candidates [R+1] bool -> scalar.
+
+    Token j: L_j = -mean_{k in P_j} log(exp(s_jk) / (exp(s_jk) + sum_{n in N_j} exp(s_jn))), N_j = candidates \\ P_j,
+    s = logit_scale * m . t. Each positive competes only with the negatives, not with the other positives, which
+    is what lets eight descriptions of one lesion all be "right". Averaged over the tokens that have at least one
+    positive (all of them unless a matched instance has no rows at all); computed in fp32.
+    """
+    sim = logit_scale.float() * torch.einsum("bqc,rc->bqr", embeddings.float(), text_embeddings.float())  # [B, Q, R+1]
+    pos = positives.to(sim.device)
+    neg = candidates.to(sim.device).view(1, 1, -1) & ~pos                           # [B, Q, R+1]
+    neg_lse = torch.where(neg, sim, torch.full_like(sim, MASKED_LOGIT)).logsumexp(-1, keepdim=True)  # [B, Q, 1]
+    # log(e^s / (e^s + e^neg_lse)) = s - logaddexp(s, neg_lse); no negatives -> neg_lse ~ -1e9 -> term 0
+    log_prob = sim - torch.logaddexp(sim, neg_lse)                                   # [B, Q, R+1]
+    n_pos = pos.sum(-1)                                                              # [B, Q]
+    per_token = -(log_prob * pos).sum(-1) / n_pos.clamp(min=1)                       # [B, Q]
+    valid = n_pos > 0
+    return (per_token * valid).sum() / valid.sum().clamp(min=1)
