@@ -139,3 +139,20 @@ def load_knowledge_table(extra_files: Iterable[Path | str] | Path | str | None =
     if problems:
         raise MaleniaInputError(problems)
     return KnowledgeTable(diseases=merged, files=tuple(str(f) for f in files))
+
+
+def table_to_json(table: KnowledgeTable) -> dict:
+    """The table in knowledge_table.json's format (value keys as written), so a model folder can carry it."""
+    return {"format_version": 1, "diseases": {
+        name: {"organ": d.organ, "paper_split": d.paper_split, "attributes": {a: list(v) for a, v in d.value_keys.items()},
+               "source": d.source}
+        for name, d in table.diseases.items()}}
+
+
+def knowledge_table_from_json(raw: dict, source: str, vocabulary: Vocabulary | None = None) -> KnowledgeTable:
+    """Parse a table object that is not a file of its own (e.g. the copy stored in a model's plans.json)."""
+    problems: List[Problem] = []
+    diseases = _parse_table(raw, vocabulary or load_vocabulary(), source, problems)
+    if problems:
+        raise MaleniaInputError(problems)
+    return KnowledgeTable(diseases=diseases, files=(source,))

@@ -1,0 +1,48 @@
+"""nnU-Net finds the Malenia trainers through nnUNet_extTrainer (modelled on nnunetv2's tests/test_find_objects.py)."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from unittest.mock import patch
+
+import pytest
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+from nnunetv2_malenia.trainer_path import SHIM_FOLDER
+from nnunetv2_malenia.training import variants
+from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
+
+NAMES = ["nnUNetTrainerMalenia"] + [n for n in dir(variants) if n.startswith("nnUNetTrainerMalenia_")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_trainer_resolves_through_the_shim_folder(name):
+    with patch.dict(os.environ, {"nnUNet_extTrainer": str(SHIM_FOLDER)}):
+        cls = recursive_find_trainer_class_by_name(name)
+    assert cls.__name__ == name and issubclass(cls, nnUNetTrainerMalenia)
+    # The shim module is dropped from sys.modules after the lookup; the class must still pickle (spawn, DDP).
+    assert cls.__module__.startswith("nnunetv2_malenia.training.")
+    assert pickle.loads(pickle.dumps(cls)) is cls
+
+
+def test_without_the_variable_nnunet_says_where_it_looked():
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    with patch.dict(os.environ, env, clear=True), pytest.raises(RuntimeError, match="nnUNet_extTrainer"):
+        recursive_find_trainer_class_by_name("nnUNetTrainerMalenia")
+
+
+def test_trainer_path_command_prints_the_shim_folder():
+    out = subprocess.run([sys.executable, "-m", "nnunetv2_malenia.trainer_path"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == str(SHIM_FOLDER) and (SHIM_FOLDER / "malenia_trainers.py").is_file()
+
+
+def test_ablation_variants_change_exactly_one_setting():
+    base_net, base_loss = nnUNetTrainerMalenia.malenia_network_settings, nnUNetTrainerMalenia.malenia_loss_settings
+    for name in NAMES[1:]:
+        cls = getattr(variants, name)
+        changed = {k for k, v in cls.malenia_network_settings.items() if base_net[k] != v}
+        changed |= {k for k, v in cls.malenia_loss_settings.items() if base_loss[k] != v}
+        assert len(changed) <= 1, (name, changed)
