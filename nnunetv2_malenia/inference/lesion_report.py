@@ -1,0 +1,157 @@
+"""Per-case lesion reports from a written zero-shot label map.
+
+Lesions are the connected components of the label map nnU-Net wrote (what the user sees). To ask the tokens about a
+lesion, the image and a map of lesion ids go through nnU-Net's own preprocessing (transpose, crop, resample: the
+exact mapping the network saw), and one patch of the plan's size around each lesion is run through every fold.
+Costs one extra preprocessing per case and one forward pass per lesion and fold.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
+from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary
+from nnunetv2_malenia.evaluation.lesions import component_index_map, lesion_components
+from nnunetv2_malenia.inference.lesion_description import RegionScores, aspect_rows, region_scores
+from nnunetv2_malenia.utils.atomic_io import write_json_atomic
+
+REPORT_FORMAT = 1
+
+
+def _patch_slices(center: Sequence[int], patch: Sequence[int], shape: Sequence[int]) -> tuple:
+    """A window of ``patch`` voxels around ``center`` shifted inside the volume (if the volume is big enough)."""
+    starts = [min(max(c - p // 2, 0), max(s - p, 0)) for c, p, s in zip(center, patch, shape)]
+    return tuple(slice(st, st + p) for st, p in zip(starts, patch))
+
+
+def _world_geometry(component, image: sitk.Image) -> dict:
+    """Volume, centroid and bounding box of a lesion component ([Z, Y, X] index order) in world (mm) coordinates."""
+    offset = np.array([s.start for s in component.slices])
+    zyx = np.argwhere(component.mask) + offset                           # [n, 3] (z, y, x)
+    spacing = np.array(image.GetSpacing())                              # (x, y, z)
+    to_world = image.TransformContinuousIndexToPhysicalPoint
+    lo, hi = zyx.min(0)[::-1], zyx.max(0)[::-1]                          # (x, y, z) index corners
+    # all eight corners: with a rotated direction matrix the world box is not spanned by two of them
+    corners = [(x, y, z) for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    pts = np.array([to_world(tuple(float(v) for v in c)) for c in corners])
+    centroid = to_world(tuple(float(v) for v in zyx.mean(0)[::-1]))
+    return {"num_voxels": int(len(zyx)), "volume_ml": round(float(len(zyx) * np.prod(spacing) / 1000.0), 4),
+            "centroid_mm": [round(float(v), 2) for v in centroid],
+            "bbox_mm": {"min": [round(float(v), 2) for v in pts.min(0)],
+                        "max": [round(float(v), 2) for v in pts.max(0)]}}
+
+
+class LesionReporter:
+    """Writes ``CASE.json`` reports for a prepared MaleniaPredictor (zero-shot classes already set)."""
+
+    def __init__(self, predictor, overlay_folder: Optional[Path] = None):
+        self.predictor = predictor
+        self.classes = predictor.classes
+        self.rows = aspect_rows(self.classes.bank.aspect_index())
+        self.bank = self.classes.bank
+        self.vocab = load_vocabulary()
+        self.overlay_folder = overlay_folder
+
+    def _lesion_patches(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image):
+        """Yields (index-map value = lesion id + 1, patch [C, *P], region [*P] bool) in the network's space."""
+        p = self.predictor
+        with tempfile.TemporaryDirectory() as tmp:
+            ids_file = str(Path(tmp) / f"ids{p.dataset_json['file_ending']}")
+            ids_img = sitk.GetImageFromArray(ids.astype(np.int16))
+            ids_img.CopyInformation(reference)
+            sitk.WriteImage(ids_img, ids_file)
+            preprocessor = p.configuration_manager.preprocessor_class(verbose=False)
+            data, seg, _ = preprocessor.run_case(image_files, ids_file, p.plans_manager, p.configuration_manager,
+                                                 p.dataset_json)
+        data, seg = torch.from_numpy(data).float(), torch.from_numpy(seg[0]).long()    # [C, *S'], [*S']
+        patch = list(p.configuration_manager.patch_size)
+        for lesion_id in range(1, int(ids.max()) + 1):
+            where = torch.nonzero(seg == lesion_id)                                      # [n, 3]
+            if len(where) == 0:
+                continue                                   # vanished in resampling (a voxel or two): no description
+            center = where.float().mean(0).round().long().tolist()
+            if len(patch) == 2:                            # 2D model: the lesion's central slice
+                z = center[0]
+                window = (slice(z, z + 1),) + _patch_slices(center[1:], patch, seg.shape[1:])
+            else:
+                window = _patch_slices(center, patch, seg.shape)
+            x = data[(slice(None),) + window]
+            region = seg[window] == lesion_id
+            if len(patch) == 2:
+                x, region = x[:, 0], region[0]
+            x, pad_slicer = pad_nd_image(x, patch, "constant", {"value": 0}, True)     # [C, *P]
+            region_padded = torch.zeros(x.shape[1:], dtype=torch.bool)
+            region_padded[tuple(pad_slicer[1:])] = region
+            yield lesion_id, x, region_padded
+
+    @torch.no_grad()
+    def describe(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image) -> Dict[int, RegionScores]:
+        p = self.predictor
+        scores: Dict[int, RegionScores] = {}
+        patches = list(self._lesion_patches(image_files, ids, reference))
+        for params in p.list_of_parameters:
+            p.load_fold(params)
+            p.network.eval()
+            for lesion_id, x, region in patches:
+                outputs = p.network(x[None].to(p.device), return_dict=True)
+                a, d = region_scores(outputs, region, self.rows)
+                scores.setdefault(lesion_id, RegionScores(self.rows)).add(a, d)
+        return scores
+
+    def _attribute_entry(self, aspect: str, row: int, score: float) -> dict:
+        text = self.bank.texts[row]
+        return {"value": self.vocab.key_of_text(aspect, text), "description": text, "score": round(score, 4)}
+
+    def report(self, case: str, image_files: List[str], seg_file: str) -> dict:
+        seg_img = sitk.ReadImage(seg_file)
+        seg = sitk.GetArrayFromImage(seg_img)                                    # [Z, Y, X]
+        components = lesion_components(seg)
+        ids = component_index_map(seg.shape, components)                        # lesion id + 1, 0 = none
+        scores = self.describe(image_files, ids, seg_img) if components else {}
+        diseases = self.classes.diseases
+        lesions = []
+        for comp in components:
+            entry = {"id": comp.id, "label": int(comp.label), "disease": diseases[comp.label - 1],
+                     **_world_geometry(comp, seg_img)}
+            s = scores.get(comp.id + 1)
+            if s is not None:
+                entry["attributes"] = {a: self._attribute_entry(a, *s.best_rows()[a]) for a in ASPECTS
+                                       if a in s.best_rows()}
+                entry["diseases"] = [{"name": n, "score": round(v, 4)} for n, v in s.ranked_diseases(diseases)]
+            else:
+                entry["attributes"], entry["diseases"] = {}, []
+            lesions.append(entry)
+        return {"format_version": REPORT_FORMAT, "case": case, "segmentation": str(seg_file),
+                "scan": {"enhancement_status": self._scan_enhancement(lesions)}, "lesions": lesions}
+
+    @staticmethod
+    def _scan_enhancement(lesions: List[dict]) -> dict:
+        """The phase of the scan as its lesions show it: volume-weighted vote of their enhancement status."""
+        votes: Dict[str, float] = {}
+        texts: Dict[str, dict] = {}
+        for lesion in lesions:
+            e = lesion.get("attributes", {}).get("enhancement_status")
+            if e:
+                key = e["value"] or e["description"]
+                votes[key] = votes.get(key, 0.0) + lesion["volume_ml"] * e["score"]
+                texts[key] = e
+        if not votes:
+            return {"value": None, "description": "no lesion found: phase not assessed", "score": 0.0}
+        best = max(votes, key=votes.get)
+        return {"value": texts[best]["value"], "description": texts[best]["description"],
+                "score": round(votes[best] / max(sum(votes.values()), 1e-8), 4)}
+
+    def write(self, case: str, image_files: List[str], seg_file: str, out_json: Path) -> dict:
+        report = self.report(case, image_files, seg_file)
+        write_json_atomic(report, out_json)
+        if self.overlay_folder is not None and report["lesions"]:
+            from nnunetv2_malenia.inference.overlay import write_overlays
+
+            write_overlays(report, image_files[0], seg_file, self.overlay_folder)
+        return report

@@ -1,0 +1,134 @@
+"""``nnUNetv2_malenia_predict``: zero-shot lesion segmentation and per-lesion reports with a trained Malenia model.
+
+    nnUNetv2_malenia_predict -i IMAGES -o OUT -m MODEL_FOLDER [-f 0 1 2 3 4] [--knowledge-table MY_TABLE.json]
+    nnUNetv2_malenia_predict -i IMAGES -o OUT -d 901 -c 3d_fullres [-tr nnUNetTrainerMalenia] [--overlay]
+
+Writes OUT/CASE.nii.gz label maps whose labels are the knowledge table's diseases (OUT/dataset.json names them),
+OUT/reports/CASE.json per case, and with --overlay OUT/overlays/CASE_lesionN.png.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+from tqdm import tqdm
+
+from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.trainer_path import SHIM_FOLDER
+
+REPORTS_SUBFOLDER = "reports"
+OVERLAYS_SUBFOLDER = "overlays"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-i", required=True, help="input folder of images named like nnU-Net's imagesTs (CASE_0000.nii.gz)")
+    p.add_argument("-o", required=True, help="output folder")
+    model = p.add_argument_group("model (either -m or -d/-c)")
+    model.add_argument("-m", help="trained model folder (.../nnUNetTrainerMalenia__nnUNetPlans__3d_fullres)")
+    model.add_argument("-d", help="dataset name or id, as nnUNetv2_predict")
+    model.add_argument("-c", default="3d_fullres", help="configuration (default 3d_fullres)")
+    model.add_argument("-tr", default="nnUNetTrainerMalenia", help="trainer (default nnUNetTrainerMalenia)")
+    model.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    p.add_argument("-f", nargs="+", default=None, help="folds (default: every fold with a checkpoint)")
+    p.add_argument("-chk", default="checkpoint_final.pth")
+    p.add_argument("--knowledge-table", action="append", default=[], metavar="FILE",
+                   help="extra knowledge table(s) merged over the model's (new diseases are segmented zero-shot)")
+    p.add_argument("--diseases", nargs="+", help="restrict the output classes to these diseases")
+    p.add_argument("--overlay", action="store_true", help="write a PNG of each lesion's central slice")
+    p.add_argument("--no-reports", action="store_true", help="label maps only")
+    p.add_argument("-step_size", type=float, default=0.5)
+    p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, slightly worse)")
+    p.add_argument("--save_probabilities", action="store_true")
+    p.add_argument("--continue_prediction", action="store_true", help="skip cases whose output exists")
+    p.add_argument("-npp", type=int, default=3, help="preprocessing processes")
+    p.add_argument("-nps", type=int, default=3, help="segmentation export processes")
+    p.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"))
+    return p
+
+
+def _device(name: str) -> torch.device:
+    if name == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif name == "cuda":
+        # as nnUNetv2_predict: the GPU does the work, more CPU threads only slow preprocessing workers down
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    return torch.device(name)
+
+
+def _model_folder(args) -> str:
+    if args.m:
+        folder = Path(args.m)
+    elif args.d:
+        from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+        folder = Path(get_output_folder(args.d, args.tr, args.p, args.c))
+    else:
+        raise MaleniaInputError("give the model folder with -m, or -d (and -c/-tr/-p) as for nnUNetv2_predict")
+    for required in ("plans.json", "dataset.json"):
+        if not (folder / required).is_file():
+            raise MaleniaInputError(f"{folder / required}: not found; is {folder} a trained model folder?")
+    return str(folder)
+
+
+def input_cases(folder: str, file_ending: str) -> dict:
+    """case id -> image files (all channels), the way nnU-Net lists an imagesTs folder."""
+    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder, \
+        get_identifiers_from_splitted_dataset_folder
+
+    ids = list(get_identifiers_from_splitted_dataset_folder(folder, file_ending))
+    if not ids:
+        raise MaleniaInputError(f"{folder}: no images ending in {file_ending} (expected CASE_0000{file_ending})")
+    return dict(zip(ids, create_lists_from_splitted_dataset_folder(folder, file_ending, ids)))
+
+
+def predict(args) -> List[dict]:
+    from nnunetv2_malenia.inference.lesion_report import LesionReporter
+    from nnunetv2_malenia.inference.predictor import MaleniaPredictor
+
+    # nnU-Net resolves the checkpoint's trainer by name: make the shim folder visible without asking the user.
+    os.environ.setdefault("nnUNet_extTrainer", str(SHIM_FOLDER))
+    device = _device(args.device)
+    predictor = MaleniaPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
+                                 perform_everything_on_device=device.type == "cuda", device=device,
+                                 allow_tqdm=True)
+    folds = [f if f == "all" else int(f) for f in args.f] if args.f else None
+    predictor.initialize_from_trained_model_folder(_model_folder(args), folds, args.chk)
+    classes = predictor.prepare_zero_shot(args.knowledge_table, args.diseases, device="cpu")
+    print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}")
+
+    out = Path(args.o)
+    cases = input_cases(args.i, predictor.dataset_json["file_ending"])
+    predictor.predict_from_files(args.i, str(out), save_probabilities=args.save_probabilities,
+                                 overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
+                                 num_processes_segmentation_export=args.nps)
+    if args.no_reports:
+        return []
+    reporter = LesionReporter(predictor, out / OVERLAYS_SUBFOLDER if args.overlay else None)
+    reports = []
+    for case, files in tqdm(sorted(cases.items()), desc="lesion reports"):
+        seg_file = out / f"{case}{predictor.dataset_json['file_ending']}"
+        reports.append(reporter.write(case, files, str(seg_file), out / REPORTS_SUBFOLDER / f"{case}.json"))
+    n_lesions = sum(len(r["lesions"]) for r in reports)
+    print(f"{len(reports)} case(s), {n_lesions} lesion(s); reports in {out / REPORTS_SUBFOLDER}")
+    return reports
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        predict(args)
+    except MaleniaInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

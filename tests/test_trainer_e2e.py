@@ -1,0 +1,159 @@
+"""End to end through nnU-Net's real CLI on a tiny phantom dataset (CPU, a few minutes).
+
+plan/preprocess -> nnUNetv2_train -tr nnUNetTrainerMalenia_5epochs_4iters -> --c resume -> nnUNetv2_predict ->
+nnUNetv2_malenia_predict with an extended knowledge table -> report schema -> export/import zip -> predict again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunetv2_malenia.attributes.schema import ASPECTS
+from nnunetv2_malenia.trainer_path import SHIM_FOLDER
+
+TRAINER = "nnUNetTrainerMalenia_5epochs_4iters"
+DATASET = "Dataset990_MaleniaTiny"
+BIN = Path(sys.executable).parent
+
+# A disease no training label has, with one description the bank has never seen: segmented and named zero-shot.
+SPLENIC_CYST = {"format_version": 1, "diseases": {"splenic cyst": {
+    "organ": "spleen", "source": "test",
+    "attributes": {"enhancement_status": ["contrast_enhanced"], "location": ["spleen"], "shape": ["round_like"],
+                   "density": ["hypodense"], "density_variation": ["homogeneous"], "surface": ["well_defined"],
+                   "relationship": ["not_close"], "specific_features": ["thin walled water density splenic lesion"]}}}}
+
+
+def run_cli(env: dict, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    exe = str(BIN / args[0]) if (BIN / args[0]).exists() else args[0]
+    proc = subprocess.run([exe, *args[1:]], env=env, capture_output=True, text=True, timeout=900)
+    if expect_ok and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from nnunetv2_malenia.attributes import load_knowledge_table
+    from nnunetv2_malenia.phantoms.dataset import split_diseases, write_phantom_dataset
+    from nnunetv2_malenia.phantoms.generator import PhantomConfig
+
+    root = tmp_path_factory.mktemp("e2e")
+    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
+               nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(SHIM_FOLDER),
+               nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="2", MPLBACKEND="agg")
+    table = load_knowledge_table()
+    labelled, _ = split_diseases(table, "seen", False)
+    config = PhantomConfig(size=(32, 32, 32), spacing=(10.0, 10.0, 10.0), labelled=labelled, seed=3)
+    write_phantom_dataset(root / "raw" / DATASET, table, config, num_cases=6, num_test_cases=2, num_processes=1)
+    unseen, _ = split_diseases(table, "unseen", False)
+    write_phantom_dataset(root / "unseen", table, PhantomConfig(size=(32, 32, 32), spacing=(10.0, 10.0, 10.0),
+                                                                labelled=unseen, seed=4),
+                          num_cases=1, num_test_cases=2, num_processes=1, case_prefix="unseen")
+    (root / "splenic_cyst.json").write_text(json.dumps(SPLENIC_CYST))
+    # nnUNet_n_proc_DA=0 (single-threaded augmentation) is for training only: the planner passes it to
+    # torch.set_num_threads, which refuses 0
+    plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}
+    run_cli(plan_env, "nnUNetv2_plan_and_preprocess", "-d", "990", "-c", "3d_fullres", "-npfp", "1", "-np", "1",
+            "--verify_dataset_integrity")
+    return root, env
+
+
+def model_folder(root: Path) -> Path:
+    return root / "results" / DATASET / f"{TRAINER}__nnUNetPlans__3d_fullres"
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    root, env = workspace
+    run_cli(env, "nnUNetv2_train", "990", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu")
+    return root, env
+
+
+def test_training_writes_malenia_plans_checkpoint_and_named_losses(trained):
+    root, _ = trained
+    folder = model_folder(root)
+    plans = json.loads((folder / "plans.json").read_text())
+    block = plans["configurations"]["3d_fullres"]["malenia"]
+    assert block["network"]["num_classes"] == 6 and len(block["bank"]["texts"]) == block["network"]["num_bank_rows"]
+    ckpt = torch.load(folder / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["trainer_name"] == TRAINER and ckpt["current_epoch"] == 5
+    assert ckpt["network_weights"]["bank_embeddings"].shape[0] == block["network"]["num_bank_rows"]
+    logged = ckpt["logging"]
+    for key in ("malenia/loss_sim_0", "malenia/loss_deep_2", "malenia/loss_bce", "malenia/loss_dice"):
+        assert len(logged[key]) == 5 and all(torch.isfinite(torch.tensor(v)) for v in logged[key])
+    assert (folder / "fold_0" / "progress.png").is_file()
+    assert (folder / "fold_0" / "validation" / "summary.json").is_file()
+
+
+def test_resume_continues_from_the_final_checkpoint(trained):
+    root, env = trained
+    proc = run_cli(env, "nnUNetv2_train", "990", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--c")
+    # nnU-Net's resume of a finished run loads checkpoint_final and has nothing left to train
+    assert "final" in (proc.stdout + proc.stderr).lower()
+
+
+def test_nnunet_predict_gives_training_labels(trained):
+    root, env = trained
+    out = root / "pred_nnunet"
+    run_cli(env, "nnUNetv2_predict", "-i", str(root / "raw" / DATASET / "imagesTs"), "-o", str(out), "-d", "990",
+            "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1")
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(sorted(out.glob("*.nii.gz"))[0])))
+    assert seg.shape == (32, 32, 32) and seg.max() <= 6
+
+
+def test_zero_shot_predict_with_extended_table_and_reports(trained):
+    root, env = trained
+    out = root / "pred_zero_shot"
+    run_cli(env, "nnUNetv2_malenia_predict", "-i", str(root / "unseen" / "imagesTs"), "-o", str(out), "-m",
+            str(model_folder(root)), "-f", "0", "--knowledge-table", str(root / "splenic_cyst.json"),
+            "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1", "--overlay")
+    labels = json.loads((out / "dataset.json").read_text())["labels"]
+    assert len(labels) == 1 + 13 and "splenic cyst" in labels and "kidney stone" in labels
+    reports = sorted((out / "reports").glob("*.json"))
+    assert len(reports) == 2
+    for path in reports:
+        report = json.loads(path.read_text())
+        assert report["case"] == path.stem and "enhancement_status" in report["scan"]
+        for lesion in report["lesions"]:
+            assert lesion["volume_ml"] > 0 and len(lesion["centroid_mm"]) == 3
+            assert set(lesion["attributes"]) <= set(ASPECTS)
+            scores = [d["score"] for d in lesion["diseases"]]
+            assert scores == sorted(scores, reverse=True) and len(scores) == 13
+
+
+def test_missing_encoder_for_new_descriptions_is_a_clear_error(trained, tmp_path):
+    root, env = trained
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder(root), folder)
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["malenia"]["bank"]["encoder_id"] = str(tmp_path / "no_such_encoder")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    proc = run_cli(env, "nnUNetv2_malenia_predict", "-i", str(root / "unseen" / "imagesTs"), "-o",
+                   str(tmp_path / "out"), "-m", str(folder), "-f", "0", "--knowledge-table",
+                   str(root / "splenic_cyst.json"), "-device", "cpu", expect_ok=False)
+    assert proc.returncode == 2
+    assert "thin walled water density splenic lesion" in proc.stderr and "no_such_encoder" in proc.stderr
+
+
+def test_export_and_install_zip_then_predict_elsewhere(trained, tmp_path):
+    root, env = trained
+    zip_file = tmp_path / "model.zip"
+    run_cli(env, "nnUNetv2_export_model_to_zip", "-d", "990", "-o", str(zip_file), "-c", "3d_fullres", "-tr",
+            TRAINER, "-f", "0", "--not_strict")
+    other = dict(env, nnUNet_results=str(tmp_path / "results_elsewhere"), nnUNet_raw=str(tmp_path / "no_raw"))
+    run_cli(other, "nnUNetv2_install_pretrained_model_from_zip", str(zip_file))
+    out = tmp_path / "pred"
+    # no raw dataset, no bank files on this "machine": everything comes from the installed model folder
+    run_cli(other, "nnUNetv2_malenia_predict", "-i", str(root / "unseen" / "imagesTs"), "-o", str(out), "-d", "990",
+            "-c", "3d_fullres", "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1",
+            "-nps", "1")
+    assert len(list((out / "reports").glob("*.json"))) == 2
