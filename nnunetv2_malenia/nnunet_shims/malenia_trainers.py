@@ -3,6 +3,7 @@
 # nnunetv2_malenia.training: re-exported here, they keep an importable, picklable home.
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia  # noqa: F401
 from nnunetv2_malenia.training.variants import (  # noqa: F401
-    nnUNetTrainerMalenia_5epochs, nnUNetTrainerMalenia_5epochs_4iters, nnUNetTrainerMalenia_MaskBranchOnly,
+    nnUNetTrainerMalenia_5epochs, nnUNetTrainerMalenia_5epochs_4iters, nnUNetTrainerMalenia_250epochs,
+    nnUNetTrainerMalenia_CPUDemo, nnUNetTrainerMalenia_MaskBranchOnly,
     nnUNetTrainerMalenia_NoFusion, nnUNetTrainerMalenia_SinglePositive, nnUNetTrainerMalenia_SingleScaleAlignment,
     nnUNetTrainerMalenia_TextBranchOnly)

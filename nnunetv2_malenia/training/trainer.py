@@ -52,6 +52,8 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
                                        weight_dice=2.0, multi_scale=True, multi_positive=True)
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2); points keep 128^3 patches affordable.
     malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=12544)
+    # nnU-Net schedule attributes a variant sets (num_epochs, num_iterations_per_epoch, ...); empty = nnU-Net's.
+    schedule: Dict = {}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -73,6 +75,8 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
         self.plans_manager = PlansManager(self.plans_manager.plans)
         self.configuration_manager = self.plans_manager.get_configuration(configuration)
         self.logger.local_logger.register_named_losses(self._named_loss_names())
+        for name, value in self.schedule.items():
+            setattr(self, name, value)
         # the single-positive ablation matches on the paragraph row, as its loss does
         self.matcher = HungarianMatcher(**self.malenia_matcher_settings,
                                         multi_positive=self.malenia_loss_settings["multi_positive"])

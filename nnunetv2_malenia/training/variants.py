@@ -5,29 +5,28 @@ The ablation variants follow Tables 3-4 of the paper; each trains into its own r
 """
 from __future__ import annotations
 
-import torch
-
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
 
 
 class nnUNetTrainerMalenia_5epochs(nnUNetTrainerMalenia):
     """Smoke run: five epochs of nnU-Net's usual 250 iterations."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+    schedule = dict(num_epochs=5)
 
 
 class nnUNetTrainerMalenia_5epochs_4iters(nnUNetTrainerMalenia):
     """The test suite's run: five epochs of four training and two validation iterations (minutes on a CPU)."""
+    schedule = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_per_epoch=2)
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
-        self.num_iterations_per_epoch = 4
-        self.num_val_iterations_per_epoch = 2
+
+class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
+    """The demo's CPU schedule: 25 epochs of 12 iterations (about 12 minutes on 2 cores at a 48^3 patch).
+    Long enough to show the pipeline and a learning curve, far too short for good Dice: use a GPU schedule for that."""
+    schedule = dict(num_epochs=25, num_iterations_per_epoch=12, num_val_iterations_per_epoch=3)
+
+
+class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
+    """GPU demo / benchmark schedule: a quarter of nnU-Net's 1000 epochs."""
+    schedule = dict(num_epochs=250)
 
 
 # --- ablations (paper Tables 3-4) ----------------------------------------------------------------------------------
