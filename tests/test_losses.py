@@ -305,3 +305,18 @@ def test_criterion_without_row_aspect_warns_and_uses_every_column():
     expected = mp_nce_loss(out["block_embeddings"][0], out["text_embeddings"], out["logit_scale"], pos,
                            torch.ones(R + 1, dtype=torch.bool))
     torch.testing.assert_close(losses["loss_sim_0"], expected)
+
+
+def test_point_sampling_puts_the_requested_share_inside_small_lesions():
+    from nnunetv2_malenia.losses.dice_bce import sample_points_near_lesions
+
+    masks = torch.zeros(1, 32, 32, 32, dtype=torch.bool)
+    masks[0, 10:13, 10:13, 10:13] = True                                  # a 27-voxel lesion
+    targets = [{"masks": masks}, {"masks": torch.zeros(0, 32, 32, 32, dtype=torch.bool)}]
+    g = torch.Generator().manual_seed(0)
+    points = sample_points_near_lesions(targets, 32 ** 3, 1000, torch.device("cpu"), 0.5, g)    # [2, 1000]
+    inside = masks.flatten(1).any(0)
+    assert points.shape == (2, 1000)
+    assert inside[points[0]].float().mean() >= 0.5                       # uniform alone would give ~0.001
+    assert inside[points[1]].float().mean() < 0.05                       # an empty patch stays uniform
+    assert sample_points_near_lesions(targets, 32 ** 3, None, torch.device("cpu"), 0.5) is None

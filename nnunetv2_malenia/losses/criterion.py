@@ -5,7 +5,8 @@ Named losses for L decoder blocks:
 - ``loss_sim_{i}``: MP-NCE of block i's token embeddings (Eq. 2); every block when multi_scale, else only the last.
 - ``loss_bce``, ``loss_dice``: final ``pred_masks`` (after CMKI) of the tokens matched in the LAST block, which is
   the matching whose text filled the CMKI slots (L_seg).
-Mask losses are on uniformly sampled points (the same points for every block and the final masks of a sample),
+Mask losses are on sampled points, half inside the sample's instances and half uniform (the same points for every
+block and the final masks of a sample),
 summed over matched instances and divided by the number of instances (all-reduced across DDP processes,
 divided by the world size like Mask2Former, clamped >= 1). Zero instances: mask losses are exactly 0 but attached
 to the graph, and MP-NCE pushes every token to t0.
@@ -18,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from nnunetv2_malenia.losses.dice_bce import bce_loss, dice_loss, sample_points
+from nnunetv2_malenia.losses.dice_bce import bce_loss, dice_loss, sample_points_near_lesions
 from nnunetv2_malenia.losses.matcher import HungarianMatcher, Indices
 from nnunetv2_malenia.losses.mp_nce import mp_nce_loss, text_candidates, token_positives
 
@@ -34,7 +35,8 @@ def num_instances_global(targets: Sequence[Dict[str, torch.Tensor]], device: tor
 class MaleniaCriterion:
     def __init__(self, row_aspect: Optional[torch.Tensor] = None, *, weight_deep: float = 1.0,
                  weight_sim: float = 1.0, weight_seg: float = 1.0, weight_bce: float = 2.0, weight_dice: float = 2.0,
-                 num_points: Optional[int] = 12544, multi_scale: bool = True, multi_positive: bool = True,
+                 num_points: Optional[int] = 12544, foreground_fraction: float = 0.5, multi_scale: bool = True,
+                 multi_positive: bool = True,
                  matcher: Optional[HungarianMatcher] = None, generator: Optional[torch.Generator] = None):
         """Eq. 6 weights: weight_deep/sim/seg = l1/l2/l3 (paper 1, 1, 1); weight_bce/dice = L_seg's alpha1/alpha2
         (paper 2, 2). Ablations: multi_scale=False -> loss_sim on the last block only; multi_positive=False -> the
@@ -43,11 +45,13 @@ class MaleniaCriterion:
         row_aspect [R] long (TextBank.aspect_index(), the network's buffer) defines the MP-NCE candidates
         (text_candidates). It may be set later (``criterion.row_aspect = ...``); if it is still None at the first
         call, every column is a candidate - paragraph rows then act as negatives too - and a warning says so.
-        matcher: only used when __call__ gets indices=None. num_points None: every voxel."""
+        matcher: only used when __call__ gets indices=None. num_points None: every voxel; foreground_fraction: share
+        of the points drawn inside the instances (0: uniform only)."""
         self.row_aspect = row_aspect
         self.weight_deep, self.weight_sim, self.weight_seg = float(weight_deep), float(weight_sim), float(weight_seg)
         self.weight_bce, self.weight_dice = float(weight_bce), float(weight_dice)
         self.num_points = num_points
+        self.foreground_fraction = foreground_fraction
         self.multi_scale, self.multi_positive = multi_scale, multi_positive
         self.matcher = matcher
         self.generator = generator
@@ -77,8 +81,8 @@ class MaleniaCriterion:
         B, Q = pred_masks.shape[:2]
         num = num_instances_global(targets, pred_masks.device)
         # one point set per sample, shared by every block and the final masks: [B, P] (None: all voxels)
-        points = sample_points(pred_masks[0, 0].numel(), self.num_points, pred_masks.device, self.generator,
-                               batch=B)
+        points = sample_points_near_lesions(targets, pred_masks[0, 0].numel(), self.num_points, pred_masks.device,
+                                            self.foreground_fraction, self.generator)
         losses: Dict[str, torch.Tensor] = {}
         candidates = self.candidates(text.shape[0], text.device)                                   # [R+1]
         for i in range(L):
