@@ -303,7 +303,7 @@ def test_criterion_without_row_aspect_warns_and_uses_every_column():
         losses = MaleniaCriterion(num_points=None)(out, targets, indices)
     pos = token_positives(targets, indices[0], 5, R + 1)
     expected = mp_nce_loss(out["block_embeddings"][0], out["text_embeddings"], out["logit_scale"], pos,
-                           torch.ones(R + 1, dtype=torch.bool))
+                           torch.ones(R + 1, dtype=torch.bool), no_lesion_weight=0.1)
     torch.testing.assert_close(losses["loss_sim_0"], expected)
 
 
@@ -320,3 +320,15 @@ def test_point_sampling_puts_the_requested_share_inside_small_lesions():
     assert inside[points[0]].float().mean() >= 0.5                       # uniform alone would give ~0.001
     assert inside[points[1]].float().mean() < 0.05                       # an empty patch stays uniform
     assert sample_points_near_lesions(targets, 32 ** 3, None, torch.device("cpu"), 0.5) is None
+
+
+def test_no_lesion_weight_downweights_t0_only_tokens():
+    # token 0: lesion with positive row 1; token 1: t0 only. With weight w the loss is (L0 + w L1) / (1 + w).
+    emb = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.2], [0.3, 1.0]]]), dim=-1)       # [1, 2, 2]
+    text = torch.nn.functional.normalize(torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.7, 0.7]]), dim=-1)  # [3, 2]
+    pos = torch.tensor([[[False, True, False], [True, False, False]]])
+    cand = torch.ones(3, dtype=torch.bool)
+    scale = torch.tensor(2.0)
+    per_token = [mp_nce_loss(emb[:, j:j + 1], text, scale, pos[:, j:j + 1], cand) for j in range(2)]
+    weighted = mp_nce_loss(emb, text, scale, pos, cand, no_lesion_weight=0.1)
+    torch.testing.assert_close(weighted, (per_token[0] + 0.1 * per_token[1]) / 1.1)

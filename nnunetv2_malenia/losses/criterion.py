@@ -35,7 +35,8 @@ def num_instances_global(targets: Sequence[Dict[str, torch.Tensor]], device: tor
 class MaleniaCriterion:
     def __init__(self, row_aspect: Optional[torch.Tensor] = None, *, weight_deep: float = 1.0,
                  weight_sim: float = 1.0, weight_seg: float = 1.0, weight_bce: float = 2.0, weight_dice: float = 2.0,
-                 num_points: Optional[int] = 12544, foreground_fraction: float = 0.5, multi_scale: bool = True,
+                 num_points: Optional[int] = 12544, foreground_fraction: float = 0.5, no_lesion_weight: float = 0.1,
+                 multi_scale: bool = True,
                  multi_positive: bool = True,
                  matcher: Optional[HungarianMatcher] = None, generator: Optional[torch.Generator] = None):
         """Eq. 6 weights: weight_deep/sim/seg = l1/l2/l3 (paper 1, 1, 1); weight_bce/dice = L_seg's alpha1/alpha2
@@ -46,12 +47,14 @@ class MaleniaCriterion:
         (text_candidates). It may be set later (``criterion.row_aspect = ...``); if it is still None at the first
         call, every column is a candidate - paragraph rows then act as negatives too - and a warning says so.
         matcher: only used when __call__ gets indices=None. num_points None: every voxel; foreground_fraction: share
-        of the points drawn inside the instances (0: uniform only)."""
+        of the points drawn inside the instances (0: uniform only); no_lesion_weight: MP-NCE weight of the tokens
+        matched to no lesion (Mask2Former's no-object weight 0.1; 1.0 is Eq. 2's plain average)."""
         self.row_aspect = row_aspect
         self.weight_deep, self.weight_sim, self.weight_seg = float(weight_deep), float(weight_sim), float(weight_seg)
         self.weight_bce, self.weight_dice = float(weight_bce), float(weight_dice)
         self.num_points = num_points
         self.foreground_fraction = foreground_fraction
+        self.no_lesion_weight = no_lesion_weight
         self.multi_scale, self.multi_positive = multi_scale, multi_positive
         self.matcher = matcher
         self.generator = generator
@@ -89,7 +92,8 @@ class MaleniaCriterion:
             losses[f"loss_deep_{i}"] = self._mask_losses(block_masks[i], targets, indices[i], points, num)[1]
             if self.multi_scale or i == L - 1:
                 pos = token_positives(targets, indices[i], Q, text.shape[0], self.multi_positive)  # [B, Q, R+1]
-                losses[f"loss_sim_{i}"] = mp_nce_loss(block_emb[i], text, scale, pos.to(text.device), candidates)
+                losses[f"loss_sim_{i}"] = mp_nce_loss(block_emb[i], text, scale, pos.to(text.device), candidates,
+                                                      self.no_lesion_weight)
         losses["loss_bce"], losses["loss_dice"] = self._mask_losses(pred_masks, targets, indices[-1], points, num)
         return losses
 

@@ -58,7 +58,7 @@ def token_positives(targets: Sequence[Dict[str, torch.Tensor]], indices: Sequenc
 
 
 def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor,
-                positives: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+                positives: torch.Tensor, candidates: torch.Tensor, no_lesion_weight: float = 1.0) -> torch.Tensor:
     """Eq. 2. embeddings [B, Q, C], text_embeddings [R+1, C] (both L2-normalised), positives [B, Q, R+1] bool,
     candidates [R+1] bool -> scalar.
 
@@ -66,6 +66,10 @@ def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_s
     s = logit_scale * m . t. Each positive competes only with the negatives, not with the other positives, which
     is what lets eight descriptions of one lesion all be "right". Averaged over the tokens that have at least one
     positive (all of them unless a matched instance has no rows at all); computed in fp32.
+
+    no_lesion_weight: weight of the tokens whose only positive is t0 in that average (1.0 = Eq. 2 as printed).
+    With 16 tokens and one to three lesions per patch, t0 tokens outnumber lesion tokens ~7:1 and every token ends
+    up "no lesion"; DETR/Mask2Former, on which Malenia builds, weight the no-object class 0.1 for this reason.
     """
     sim = logit_scale.float() * torch.einsum("bqc,rc->bqr", embeddings.float(), text_embeddings.float())  # [B, Q, R+1]
     pos = positives.to(sim.device)
@@ -75,5 +79,6 @@ def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_s
     log_prob = sim - torch.logaddexp(sim, neg_lse)                                   # [B, Q, R+1]
     n_pos = pos.sum(-1)                                                              # [B, Q]
     per_token = -(log_prob * pos).sum(-1) / n_pos.clamp(min=1)                       # [B, Q]
-    valid = n_pos > 0
-    return (per_token * valid).sum() / valid.sum().clamp(min=1)
+    only_t0 = pos[..., 0] & (n_pos == 1)                                             # [B, Q]
+    weight = (n_pos > 0).float() * torch.where(only_t0, no_lesion_weight, 1.0)      # [B, Q]
+    return (per_token * weight).sum() / weight.sum().clamp(min=1e-8)
