@@ -1,0 +1,177 @@
+"""``nnUNetv2_malenia_demo``: the whole pipeline on synthetic phantoms, through the same commands a user runs.
+
+    seen-split phantoms (train + held-out seen test)    nnUNetv2_malenia_phantoms
+    unseen-split phantoms (zero-shot test)              nnUNetv2_malenia_phantoms
+    text bank                                           nnUNetv2_malenia_build_bank
+    plan + preprocess                                   nnUNetv2_plan_and_preprocess
+    train Malenia                                       nnUNetv2_train ... -tr nnUNetTrainerMalenia_*
+    zero-shot prediction + lesion reports               nnUNetv2_malenia_predict
+    per-disease Dice / NSD, attribute matching          nnUNetv2_malenia_evaluate
+
+Profiles: ``cpu`` (default; fits in well under 30 minutes on 2 cores, small volumes and a short schedule, so expect
+modest Dice) and ``gpu`` (larger volumes, nnU-Net-like schedule, for one GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from nnunetv2_malenia.trainer_path import SHIM_FOLDER
+
+SEEN_ID, UNSEEN_ID = 901, 902
+
+
+@dataclass(frozen=True)
+class Profile:
+    train_cases: int
+    seen_test_cases: int
+    unseen_test_cases: int
+    size: int
+    spacing: float
+    trainer: str
+    device: str
+    fold: str = "0"
+
+
+PROFILES: Dict[str, Profile] = {
+    "cpu": Profile(train_cases=40, seen_test_cases=4, unseen_test_cases=12, size=48, spacing=7.0,
+                   trainer="nnUNetTrainerMalenia_CPUDemo", device="cpu"),
+    "gpu": Profile(train_cases=200, seen_test_cases=20, unseen_test_cases=60, size=96, spacing=3.5,
+                   trainer="nnUNetTrainerMalenia_250epochs", device="cuda"),
+}
+
+
+class Step:
+    """Runs one CLI step with its wall time; stops the demo with the tool's own output when it fails."""
+
+    def __init__(self, env: dict, log_folder: Path, times: Optional[dict] = None):
+        self.env, self.log_folder, self.times = env, log_folder, {} if times is None else times
+
+    def __call__(self, title: str, *cmd: str) -> None:
+        exe = Path(sys.executable).parent / cmd[0]
+        argv = [str(exe) if exe.exists() else cmd[0], *cmd[1:]]
+        print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
+        start = time.time()
+        log = self.log_folder / f"{len(self.times):02d}_{cmd[0]}.log"
+        with open(log, "w") as f:
+            proc = subprocess.run(argv, env=self.env, stdout=f, stderr=subprocess.STDOUT, text=True)
+        self.times[title] = time.time() - start
+        tail = log.read_text(errors="replace").splitlines()[-6:]
+        print("\n".join("   " + line for line in tail))
+        print(f"--- {title}: {self.times[title]:.0f} s (log: {log})", flush=True)
+        if proc.returncode != 0:
+            print(f"\n{title} failed with exit code {proc.returncode}; full output in {log}", file=sys.stderr)
+            sys.exit(proc.returncode)
+
+
+def demo_env(work: Path) -> dict:
+    return dict(os.environ, nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
+                nnUNet_results=str(work / "nnUNet_results"), nnUNet_extTrainer=str(SHIM_FOLDER),
+                # single-threaded augmentation and 2 workers: twice as fast as nnU-Net's defaults on 2 CPU cores
+                nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "0"),
+                nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"), MPLBACKEND="agg")
+
+
+def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    env = demo_env(work)
+    step = Step(env, work / "logs")
+    raw = work / "nnUNet_raw"
+    seen, unseen = raw / f"Dataset{SEEN_ID}_MaleniaSeen", work / f"Dataset{UNSEEN_ID}_MaleniaUnseen"
+    size = [str(profile.size)] * 3
+    spacing = [str(profile.spacing)] * 3
+    step("seen-split phantoms (training set + held-out seen test set)", "nnUNetv2_malenia_phantoms",
+         "-d", str(SEEN_ID), "-o", str(raw), "--name", "MaleniaSeen", "--split", "seen", "--cases",
+         str(profile.train_cases), "--test-cases", str(profile.seen_test_cases), "--size", *size, "--spacing",
+         *spacing, "--seed", "0")
+    # The unseen test set lives outside nnUNet_raw: it is never planned or trained on.
+    step("unseen-split phantoms (zero-shot test set)", "nnUNetv2_malenia_phantoms", "-d", str(UNSEEN_ID), "-o",
+         str(work), "--name", "MaleniaUnseen", "--split", "unseen", "--cases", "1", "--test-cases",
+         str(profile.unseen_test_cases), "--size", *size, "--spacing", *spacing, "--seed", "1")
+    step("text bank", "nnUNetv2_malenia_build_bank", str(SEEN_ID))
+    # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
+    Step({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, step.log_folder, step.times)(
+        "plan and preprocess", "nnUNetv2_plan_and_preprocess", "-d", str(SEEN_ID), "-c", "3d_fullres",
+         "-npfp", "2", "-np", "2", "--verify_dataset_integrity")
+    step("train Malenia", "nnUNetv2_train", str(SEEN_ID), "3d_fullres", profile.fold, "-tr", profile.trainer,
+         "-device", profile.device)
+    model = (work / "nnUNet_results" / seen.name / f"{profile.trainer}__nnUNetPlans__3d_fullres")
+    pred = work / "zero_shot_predictions"
+    step("zero-shot prediction on the unseen test set", "nnUNetv2_malenia_predict", "-i", str(unseen / "imagesTs"),
+         "-o", str(pred), "-m", str(model), "-f", profile.fold, "-device", profile.device, "-npp", "2", "-nps", "2",
+         "--overlay")
+    step("evaluate", "nnUNetv2_malenia_evaluate", "-ref", str(unseen / "labelsTs"), "-pred", str(pred),
+         "--ref-dataset-json", str(unseen / "dataset.json"), "--reports", str(pred / "reports"),
+         "--attributes", str(unseen / "malenia_attributes_test.json"), "-o", str(work / "evaluation.json"))
+    print_summary(work, pred, step.times)
+    return step.times
+
+
+def print_summary(work: Path, pred: Path, times: dict) -> None:
+    from nnunetv2_malenia.evaluation.evaluate import format_table
+
+    evaluation = json.loads((work / "evaluation.json").read_text())
+    print("\n=== zero-shot results on lesion types never labelled in training (phantoms)")
+    print(format_table(evaluation))
+    reports = sorted((pred / "reports").glob("*.json"))
+    with_lesions = [r for r in reports if json.loads(r.read_text())["lesions"]]
+    if with_lesions:
+        print(f"\n=== one lesion report ({with_lesions[0]})")
+        report = json.loads(with_lesions[0].read_text())
+        print(json.dumps(dict(report, lesions=report["lesions"][:1]), indent=2))
+    print(f"\nwall time per step: " + ", ".join(f"{k}: {v:.0f} s" for k, v in times.items()))
+    print(f"total: {sum(times.values()) / 60:.1f} min; everything is under {work}")
+    write_results_markdown(work / "results.md", format_table(evaluation), times)
+    print(f"results summary (for README's Results section): {work / 'results.md'}")
+
+
+def machine_description() -> str:
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
+            f"nnunetv2 {version('nnunetv2')}")
+
+
+def write_results_markdown(path: Path, table: str, times: dict) -> None:
+    from nnunetv2_malenia.utils.atomic_io import write_text_atomic
+
+    lines = [f"Generated by `nnUNetv2_malenia_demo` on {time.strftime('%Y-%m-%d')}: {machine_description()}.", "",
+             "Zero-shot on unseen-split phantoms (lesion types never labelled in training):", "", "```", table, "```",
+             "", "| step | wall time |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} s |" for k, v in times.items()]
+    lines += [f"| total | {sum(times.values()) / 60:.1f} min |"]
+    write_text_atomic("\n".join(lines) + "\n", path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default="malenia_demo", help="folder for all demo data (default ./malenia_demo)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    p.add_argument("--keep", action="store_true", help="reuse an existing work folder instead of starting fresh")
+    args = p.parse_args(argv)
+    run_demo(Path(args.work).resolve(), PROFILES[args.profile], fresh=not args.keep)
+
+
+if __name__ == "__main__":
+    main()

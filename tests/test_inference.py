@@ -1,0 +1,114 @@
+"""Zero-shot classes, lesion descriptions and the plans block, without training (fast, CPU)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nnunetv2_malenia.attributes import load_knowledge_table
+from nnunetv2_malenia.attributes.schema import ASPECTS
+from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.inference.lesion_description import RegionScores, aspect_rows, region_scores
+from nnunetv2_malenia.inference.zero_shot_classes import missing_rows, zero_shot_classes
+from nnunetv2_malenia.network.bank_fingerprint import attach_bank_fingerprint, bank_fingerprint
+from nnunetv2_malenia.text_bank.bank import new_bank
+from nnunetv2_malenia.training.plans_block import make_block, read_block
+
+D = 8
+
+
+class FakeEncoder:
+    encoder_id = "fake"
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, texts, progress=False):
+        self.seen += list(texts)
+        return torch.nn.functional.normalize(torch.randn(len(texts), D), dim=-1)
+
+
+def bank_of(table, diseases):
+    entries = []
+    for name in diseases:
+        for aspect, texts in table[name].descriptions.items():
+            entries += [(aspect, t) for t in texts if (aspect, t) not in entries]
+    return new_bank(entries, torch.nn.functional.normalize(torch.randn(len(entries), D), dim=-1), "fake")
+
+
+def test_known_diseases_need_no_encoder_and_new_texts_are_appended():
+    table = load_knowledge_table()
+    bank = bank_of(table, ["kidney cyst", "liver tumor"])
+    classes = zero_shot_classes(table, bank, ["kidney cyst", "liver tumor"], encoder=None)
+    assert classes.new_texts == () and classes.bank is bank and classes.class_row_mask.shape == (2, len(bank))
+    encoder = FakeEncoder()
+    classes = zero_shot_classes(table, bank, None, encoder=encoder)        # all 12 diseases
+    assert len(classes.diseases) == 12 and len(classes.bank) == len(bank) + len(encoder.seen)
+    assert classes.bank.texts[:len(bank)] == bank.texts                    # training rows keep their indices
+    assert classes.labels["background"] == 0 and classes.labels[classes.diseases[-1]] == 12
+    assert missing_rows(table, classes.bank, classes.diseases) == []
+    # every class accepts at least one row of every aspect
+    aspects = classes.bank.aspect_index()
+    for k in range(12):
+        assert len(set(aspects[classes.class_row_mask[k]].tolist())) == len(ASPECTS)
+
+
+def test_unknown_disease_and_unloadable_encoder_are_clear_errors(tmp_path):
+    table = load_knowledge_table()
+    bank = bank_of(table, ["kidney cyst"])
+    with pytest.raises(MaleniaInputError, match="unknown diseases"):
+        zero_shot_classes(table, bank, ["spleen thing"])
+    gone = new_bank(list(zip(bank.aspects, bank.texts)), bank.embeddings, str(tmp_path / "gone_encoder"))
+    with pytest.raises(MaleniaInputError) as e:
+        zero_shot_classes(table, gone, ["kidney cyst", "liver tumor"])
+    message = str(e.value)
+    assert "gone_encoder" in message and table["liver tumor"].descriptions["location"][0] in message
+
+
+def test_region_scores_weight_tokens_by_coverage_and_lesion_probability():
+    R, Q = 6, 3
+    row_aspect = torch.tensor([0, 0, 1, 1, 2, 2])                # two rows for each of the first three aspects
+    rows = aspect_rows(row_aspect)
+    texts = torch.eye(R + 1, 7)                                  # [R+1, C]: t0 = e0, row r = e_{r+1}
+    tokens = torch.stack([texts[1] + texts[3], texts[2] + texts[4], texts[0]])   # [Q, C]
+    masks = torch.full((Q, 4, 4, 4), -10.0)
+    masks[0, :2] = 10.0                                          # token 0 covers the lesion
+    masks[1, 2:] = 10.0                                          # token 1 covers elsewhere
+    region = torch.zeros(4, 4, 4, dtype=torch.bool)
+    region[:2] = True
+    class_logits = torch.tensor([[-5.0, 5.0, 0.0], [-5.0, 0.0, 5.0], [5.0, -5.0, -5.0]])   # [Q, K+1], K = 2
+    outputs = {"pred_masks": masks[None], "class_logits": class_logits[None], "block_embeddings": [tokens[None]],
+               "text_embeddings": texts, "logit_scale": torch.tensor(10.0)}
+    aspect_scores, disease_scores = region_scores(outputs, region, rows)
+    assert int(aspect_scores[ASPECTS[0]].argmax()) == 0 and int(aspect_scores[ASPECTS[1]].argmax()) == 0
+    assert aspect_scores[ASPECTS[3]].numel() == 0                # no rows of that aspect in this bank
+    assert disease_scores.argmax() == 0 and torch.isclose(disease_scores.sum(), torch.tensor(1.0))
+    acc = RegionScores(rows)
+    acc.add(aspect_scores, disease_scores)
+    acc.add(aspect_scores, disease_scores)
+    assert acc.ranked_diseases(["a", "b"])[0][0] == "a"
+    assert acc.best_rows()[ASPECTS[0]][0] == 0 and abs(acc.best_rows()[ASPECTS[0]][1] - float(
+        aspect_scores[ASPECTS[0]].max())) < 1e-6
+
+
+def test_plans_block_round_trip_and_errors():
+    table = load_knowledge_table()
+    bank = bank_of(table, ["kidney cyst"])
+    block = make_block(bank, {1: "kidney cyst"}, table, {"num_tokens": 16})
+    parsed = read_block({"malenia": block}, "plans.json")
+    assert parsed.network["num_bank_rows"] == len(bank) and parsed.classes == {1: "kidney cyst"}
+    assert parsed.knowledge_table().names == table.names
+    assert parsed.bank(bank.embeddings).rows_for(table["kidney cyst"].descriptions) == list(range(len(bank)))
+    with pytest.raises(MaleniaInputError, match="not trained with nnUNetTrainerMalenia"):
+        read_block({}, "plans.json")
+    broken = dict(block, bank=dict(block["bank"], texts=block["bank"]["texts"][:-1]))
+    with pytest.raises(MaleniaInputError, match="must agree"):
+        read_block({"malenia": broken}, "plans.json")
+
+
+def test_checkpoint_from_another_bank_is_refused():
+    a = attach_bank_fingerprint(torch.nn.Linear(2, 2), "ab" * 32)
+    b = attach_bank_fingerprint(torch.nn.Linear(2, 2), "cd" * 32)
+    a.load_state_dict(a.state_dict())
+    with pytest.raises(RuntimeError, match="does not match the bank recorded in plans.json"):
+        b.load_state_dict(a.state_dict())
+    assert bank_fingerprint("ab" * 32).shape == (32,)
