@@ -25,7 +25,6 @@ from torch import distributed as dist
 from torch._dynamo import OptimizedModule
 
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -40,9 +39,10 @@ from nnunetv2_malenia.text_bank.build_bank import ensure_bank
 from nnunetv2_malenia.training.bank_lookup import BankLookup
 from nnunetv2_malenia.training.plans_block import BLOCK_KEY, make_block, read_block
 from nnunetv2_malenia.training.progress_logger import NAMED_LOSS_PREFIX, MaleniaLocalLogger
+from nnunetv2_malenia.training.schedule import ScheduledTrainer
 
 
-class nnUNetTrainerMalenia(nnUNetTrainer):
+class nnUNetTrainerMalenia(ScheduledTrainer):
     # --- Malenia hyperparameters: variants override ONE of these (see variants.py) ------------------------------
     # Network settings end up in plans.json, so the predictor rebuilds the same network.
     malenia_network_settings: Dict = dict(num_tokens=16, num_blocks=3, num_heads=8, cmki_layers=1,
@@ -52,8 +52,6 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
                                        weight_dice=2.0, multi_scale=True, multi_positive=True)
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2); points keep 128^3 patches affordable.
     malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=12544)
-    # nnU-Net schedule attributes a variant sets (num_epochs, num_iterations_per_epoch, ...); empty = nnU-Net's.
-    schedule: Dict = {}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -75,8 +73,6 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
         self.plans_manager = PlansManager(self.plans_manager.plans)
         self.configuration_manager = self.plans_manager.get_configuration(configuration)
         self.logger.local_logger.register_named_losses(self._named_loss_names())
-        for name, value in self.schedule.items():
-            setattr(self, name, value)
         # the single-positive ablation matches on the paragraph row, as its loss does
         self.matcher = HungarianMatcher(**self.malenia_matcher_settings,
                                         multi_positive=self.malenia_loss_settings["multi_positive"])

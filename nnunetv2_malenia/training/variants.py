@@ -5,6 +5,7 @@ The ablation variants follow Tables 3-4 of the paper; each trains into its own r
 """
 from __future__ import annotations
 
+from nnunetv2_malenia.training.schedule import CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
 
 
@@ -15,18 +16,23 @@ class nnUNetTrainerMalenia_5epochs(nnUNetTrainerMalenia):
 
 class nnUNetTrainerMalenia_5epochs_4iters(nnUNetTrainerMalenia):
     """The test suite's run: five epochs of four training and two validation iterations (minutes on a CPU)."""
-    schedule = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_per_epoch=2)
+    schedule = TESTS_5x4
+
+
+class nnUNetTrainerMalenia_2epochs_2iters(nnUNetTrainerMalenia):
+    """The benchmark's smoke profile: two epochs of two training and one validation iteration."""
+    schedule = SMOKE_2x2
 
 
 class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
     """The demo's CPU schedule: 25 epochs of 12 iterations (about 12 minutes on 2 cores at a 48^3 patch).
     Long enough to show the pipeline and a learning curve, far too short for good Dice: use a GPU schedule for that."""
-    schedule = dict(num_epochs=25, num_iterations_per_epoch=12, num_val_iterations_per_epoch=3)
+    schedule = CPU_DEMO
 
 
 class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
     """GPU demo / benchmark schedule: a quarter of nnU-Net's 1000 epochs."""
-    schedule = dict(num_epochs=250)
+    schedule = GPU_250
 
 
 # --- ablations (paper Tables 3-4) ----------------------------------------------------------------------------------
@@ -53,3 +59,24 @@ class nnUNetTrainerMalenia_MaskBranchOnly(nnUNetTrainerMalenia):
 class nnUNetTrainerMalenia_TextBranchOnly(nnUNetTrainerMalenia):
     """Final masks from the text-embedding branch only (Table 4, TE)."""
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, branches="text")
+
+
+# --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
+class nnUNetTrainerMalenia_SingleScaleAlignment_250epochs(nnUNetTrainerMalenia_SingleScaleAlignment):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_SinglePositive_250epochs(nnUNetTrainerMalenia_SinglePositive):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_NoFusion_250epochs(nnUNetTrainerMalenia_NoFusion):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_MaskBranchOnly_250epochs(nnUNetTrainerMalenia_MaskBranchOnly):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_TextBranchOnly_250epochs(nnUNetTrainerMalenia_TextBranchOnly):
+    schedule = GPU_250

@@ -1,0 +1,255 @@
+"""Tables, plots and JSON of bench_zero_shot.py: ``assemble`` gathers the run's measurements into one dict,
+``write_report`` renders it (benchmark.md, benchmark.json, PNGs). Every number is read from that dict: nothing here
+is typed by hand."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from nnunetv2_malenia.attributes.schema import ASPECTS
+
+ARM_TITLES = {"malenia": "Malenia zero-shot (A)", "agnostic": "nnU-Net class-agnostic (B)",
+              "supervised": "nnU-Net supervised (C, upper bound)", "per_class": "nnU-Net per-class (A)"}
+
+
+def _title(arm: str) -> str:
+    return ARM_TITLES.get(arm, arm.replace("nnUNetTrainerMalenia_", "ablation "))
+
+
+def _clean(value):
+    """NaN -> None so that benchmark.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b else None
+
+
+def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluations, agnostic, seen, epochs, gpu, rss,
+             times, size96, hardware, versions, seeds, nsd_tolerance_mm, total_s, work) -> dict:
+    zero_shot_arms = [a for a in arms if a != "per_class"]
+    unseen: Dict[str, dict] = {}
+    for disease in C_labels:
+        row = {}
+        for arm in zero_shot_arms:
+            if evaluations.get(arm) is None:            # class-agnostic arm: oracle-named components
+                d = agnostic[arm]["oracle_named"][disease]
+            else:
+                d = evaluations[arm]["per_disease"][disease]
+            row[arm] = {"dice": d["dice"], "nsd": d["nsd"]}
+        row["ratio_zero_shot_over_supervised_dice"] = _ratio(row["malenia"]["dice"], row["supervised"]["dice"])
+        row["reference_cases_with_disease"] = agnostic["malenia"]["reference_cases_with"][disease]
+        unseen[disease] = row
+    # a disease no test reference has can only collect false positives: it would lower the mean of an arm that
+    # predicts it and leave the others alone (both empty = not scored), so the means leave it out
+    present = [d for d in unseen if unseen[d]["reference_cases_with_disease"]]
+    mean = {arm: {k: _mean(unseen[d][arm][k] for d in present) for k in ("dice", "nsd")} for arm in zero_shot_arms}
+    mean["diseases"] = present
+    mean["ratio_zero_shot_over_supervised_dice"] = _ratio(mean["malenia"]["dice"], mean["supervised"]["dice"])
+
+    seen_rows = {d: {arm: {k: seen[arm]["per_disease"][d][k] for k in ("dice", "nsd")} for arm in seen}
+                 for d in A_labels} if seen else {}
+    reports = {arm: evaluations[arm]["lesion_reports"] for arm in zero_shot_arms
+               if evaluations.get(arm) and "lesion_reports" in evaluations[arm]}
+
+    baseline = "agnostic"        # same images as Malenia's A, same schedule: the train-step reference
+    cost = {"train": {arm: dict(epochs[arm], trainer=arms[arm][1], peak_rss_mib=rss[f"train {arm}"]["max_rss_mib"],
+                                wall_s=times[f"train {arm}"],
+                                epoch_time_ratio_vs_baseline=_ratio(epochs[arm]["median_epoch_s"],
+                                                                    epochs[baseline]["median_epoch_s"]))
+                      for arm in arms},
+            "predict_unseen": {arm: {"wall_s": times[f"predict {arm} on C test"],
+                                     "peak_rss_mib": rss[f"predict {arm} on C test"]["max_rss_mib"],
+                                     "wall_ratio_vs_baseline": _ratio(times[f"predict {arm} on C test"],
+                                                                      times[f"predict {baseline} on C test"]),
+                                     "lesion_reports_wall_s": times.get(f"lesion reports {arm} on C test")}
+                               for arm in zero_shot_arms},
+            "baseline_arm": baseline, "network_96": size96, "gpu_train_step": gpu}
+    return _clean({
+        "profile": profile_name, "profile_settings": profile, "datasets": names,
+        "arms": {arm: {"dataset": names[d], "trainer": t, "title": _title(arm)} for arm, (d, t) in arms.items()},
+        "hardware": hardware, "versions": versions, "seeds": seeds,
+        "seed_note": "phantom generation is seeded; nnU-Net training is not (nnU-Net sets no global seed)",
+        "nsd_tolerance_mm": nsd_tolerance_mm,
+        "quality": {"unseen_per_disease": unseen, "unseen_mean": mean,
+                    "class_agnostic_lesion": {arm: agnostic[arm]["lesion"] for arm in zero_shot_arms},
+                    "seen_per_disease": seen_rows, "lesion_reports": reports,
+                    "detection": {arm: evaluations[arm]["summary"]["all"]["detection"] for arm in zero_shot_arms
+                                  if evaluations.get(arm)}},
+        "cost": cost, "wall_times_s": times, "total_wall_s": total_s, "work": work,
+        "evaluations": {arm: e for arm, e in evaluations.items() if e is not None}, "seen_evaluations": seen,
+    })
+
+
+def _mean(values) -> Optional[float]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _f(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown(r: dict, plots: List[str]) -> str:
+    q, c, hw = r["quality"], r["cost"], r["hardware"]
+    arms = [a for a in r["arms"] if a != "per_class"]
+    lines = [f"# Zero-shot benchmark: Malenia vs nnU-Net ({r['profile']} profile)", "",
+             f"Generated by `benchmarks/bench_zero_shot.py --profile {r['profile']}`; every number below comes from "
+             f"that run ({r['total_wall_s'] / 60:.1f} min).", "",
+             f"- Hardware: {hw['cpu']}, {hw['usable_cores']} usable cores of {hw['os_cpu_count']}, "
+             f"{hw['memory_gib']} GiB; GPU: {hw['gpu'] or 'none'}; {hw['platform']}, Python {hw['python']}",
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
+             f"- Profile: {json.dumps(r['profile_settings'])}",
+             f"- Seeds: {json.dumps(r['seeds'])} ({r['seed_note']})",
+             f"- NSD tolerance {r['nsd_tolerance_mm']} mm. Means over cases, cases where reference and prediction "
+             "are both empty left out; disease means weigh each disease the same.",
+             "- Arms: " + "; ".join(f"{a['title']}: `{a['trainer']}` on {a['dataset']}" for a in r["arms"].values()),
+             "", "## Quality", "",
+             "### Unseen diseases (C's test set; zero-shot for Malenia)", "",
+             "The class-agnostic arm names no disease: its per-disease numbers use the oracle-naming rule (the "
+             "predicted connected components that overlap the disease's reference mask count as that disease), "
+             "an optimistic bound. Ratio = Malenia DSC / supervised DSC. The mean row averages the diseases that "
+             "occur in the test references.", ""]
+    header = ["disease", "test cases with it"] + [f"{_title(a)} {m}" for a in arms for m in ("DSC", "NSD")] \
+        + ["ratio DSC"]
+    rows = [[d, str(row["reference_cases_with_disease"])] + [_f(row[a][m]) for a in arms for m in ("dice", "nsd")]
+            + [_f(row["ratio_zero_shot_over_supervised_dice"])] for d, row in q["unseen_per_disease"].items()]
+    m = q["unseen_mean"]
+    rows.append(["**mean**", ""] + [_f(m[a][k]) for a in arms for k in ("dice", "nsd")]
+                + [_f(m["ratio_zero_shot_over_supervised_dice"])])
+    lines += _table(header, rows)
+    lines += ["", "### Class-agnostic lesion segmentation (C's test set, all lesion labels merged)", ""]
+    lines += _table(["arm", "lesion DSC", "lesion NSD", "cases scored"],
+                    [[_title(a), _f(v["dice"]), _f(v["nsd"]), f"{v['n_cases_scored']}/{v['n_cases']}"]
+                     for a, v in q["class_agnostic_lesion"].items()])
+    if q["detection"]:
+        lines += ["", "### Lesion detection (C's test set; components, >= 1 voxel overlap, same disease)", ""]
+        lines += _table(["arm", "precision", "recall", "F1"],
+                        [[_title(a), _f(d["precision"]), _f(d["recall"]), _f(d["f1"])]
+                         for a, d in q["detection"].items()])
+    if q["seen_per_disease"]:
+        lines += ["", "### Seen diseases (A's held-out test set): Malenia vs per-class nnU-Net", ""]
+        seen_arms = list(next(iter(q["seen_per_disease"].values())))
+        lines += _table(["disease"] + [f"{_title(a)} {k}" for a in seen_arms for k in ("DSC", "NSD")],
+                        [[d] + [_f(row[a][k]) for a in seen_arms for k in ("dice", "nsd")]
+                         for d, row in q["seen_per_disease"].items()]
+                        + [["**mean**"] + [_f(_mean(row[a][k] for row in q["seen_per_disease"].values()))
+                                           for a in seen_arms for k in ("dice", "nsd")]])
+    else:
+        lines += ["", "Seen-lesion comparison: not in this profile (no per-class arm)."]
+    for arm, rep in q["lesion_reports"].items():
+        lines += ["", f"### Lesion reports of {_title(arm)}: attribute matching (Table 8) and disease identification",
+                  ""]
+        if "per_aspect" in rep:
+            lines += _table(["aspect", "precision", "recall", "predicted with value", "reference with aspect"],
+                            [[a, _f(rep["per_aspect"][a]["precision"]), _f(rep["per_aspect"][a]["recall"]),
+                              str(rep["per_aspect"][a]["predicted_with_value"]),
+                              str(rep["per_aspect"][a]["reference_with_aspect"])] for a in ASPECTS])
+        ident = rep["disease_identification"]
+        lines += ["", f"Disease identification accuracy: {_f(ident['accuracy'])} ({ident['correct']}/"
+                      f"{ident['matched']} matched predicted lesions; {rep['n_predicted_lesions']} predicted, "
+                      f"{rep['n_reference_lesions']} reference lesions)"]
+
+    lines += ["", "## Cost (same run, same machine)", "",
+              f"Epoch times from nnU-Net's training log (median, first epoch left out); every arm runs the same "
+              f"schedule, so the ratio to the `{c['baseline_arm']}` arm is the train-step ratio (augmentation and "
+              "validation iterations included). Peak memory: maximum RSS of the child process (os.wait4). "
+              "Predict: wall time of the CLI call on C's test set (label maps only), imports included; Malenia's "
+              "lesion reports are a second call, timed apart (imports and model loading included).", ""]
+    pred = c["predict_unseen"]
+    lines += _table(["arm", "trainer", "epochs", "median epoch s", "epoch ratio", "train wall s", "train peak RSS MiB",
+                     "predict wall s", "predict ratio", "predict peak RSS MiB", "lesion reports s"],
+                    [[_title(a), f"`{t['trainer']}`", str(t["epochs"]), _f(t["median_epoch_s"], 2),
+                      _f(t["epoch_time_ratio_vs_baseline"]), _f(t["wall_s"], 0), _f(t["peak_rss_mib"], 0),
+                      _f(pred[a]["wall_s"], 1) if a in pred else "–",
+                      _f(pred[a]["wall_ratio_vs_baseline"]) if a in pred else "–",
+                      _f(pred[a]["peak_rss_mib"], 0) if a in pred else "–",
+                      _f(pred[a]["lesion_reports_wall_s"], 1) if a in pred else "–"] for a, t in c["train"].items()])
+    n = c["network_96"]
+    lines += ["", f"Network size at 96^3 ({n['plan']}, Malenia with {json.dumps(n['malenia_settings'])}):", ""]
+    lines += _table(["network", "parameters (M)", "GFLOPs (one training forward)"],
+                    [["plain nnU-Net", _f(n["plain"]["params"] / 1e6, 2), _f(n["plain"]["flops"] / 1e9, 1)],
+                     ["MaleniaNet", _f(n["malenia"]["params"] / 1e6, 2), _f(n["malenia"]["flops"] / 1e9, 1)],
+                     ["ratio", _f(n["malenia"]["params"] / n["plain"]["params"]),
+                      _f(n["malenia"]["flops"] / n["plain"]["flops"])]])
+    g = c["gpu_train_step"]
+    if g:
+        lines += ["", f"GPU, in-process (bench_network networks at this run's plan: patch {g['patch_size']}, batch "
+                      f"{g['batch_size']}, autocast, median of {g['reps']} steps after one warm-up):", ""]
+        lines += _table(["network", "fwd+bwd+step s", "torch.cuda.max_memory_allocated MiB"],
+                        [[k, _f(g[k]["median_step_s"], 3), _f(g[k]["max_memory_allocated_mib"], 0)]
+                         for k in ("plain", "malenia")] + [["ratio", _f(g["step_time_ratio"]), "–"]])
+    lines += ["", "## Wall time per step", ""]
+    lines += _table(["step", "s"], [[k, _f(v, 1)] for k, v in r["wall_times_s"].items()])
+    lines += ["", f"Work folder: `{r['work']}`", ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict, out: Path) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files = []
+    q = r["quality"]
+    arms = [a for a in r["arms"] if a != "per_class"]
+    diseases = list(q["unseen_per_disease"]) + ["mean"]
+    values = {a: [q["unseen_per_disease"][d][a]["dice"] for d in diseases[:-1]] + [q["unseen_mean"][a]["dice"]]
+              for a in arms}
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(diseases) * max(1, len(arms) / 3)), 4))
+    width = 0.8 / len(arms)
+    x = np.arange(len(diseases))
+    for i, a in enumerate(arms):
+        ax.bar(x + i * width - 0.4 + width / 2, [v if v is not None else 0 for v in values[a]], width,
+               label=_title(a))
+    ax.set_xticks(x, diseases, rotation=20, ha="right")
+    ax.set_ylabel("DSC")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Unseen diseases, C's test set ({r['profile']} profile; class-agnostic arm: oracle naming)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "dsc_unseen.png", dpi=110)
+    plt.close(fig)
+    files.append("dsc_unseen.png")
+
+    c = r["cost"]
+    train_arms = list(c["train"])
+    panels = [("median epoch (s)", [c["train"][a]["median_epoch_s"] for a in train_arms], train_arms),
+              ("train peak RSS (MiB)", [c["train"][a]["peak_rss_mib"] for a in train_arms], train_arms),
+              ("predict C test (s)", [c["predict_unseen"][a]["wall_s"] for a in arms], arms),
+              ("GFLOPs at 96^3", [c["network_96"][k]["flops"] / 1e9 for k in ("plain", "malenia")],
+               ["plain nnU-Net", "MaleniaNet"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for ax, (title, ys, labels) in zip(axes, panels):
+        ax.bar(range(len(ys)), ys, color=[f"C{i}" for i in range(len(ys))])
+        ax.set_xticks(range(len(ys)), [_title(l) if l in r["arms"] else l for l in labels], rotation=30,
+                      ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"Cost ({r['profile']} profile, {r['hardware']['gpu'] or r['hardware']['cpu']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "cost.png", dpi=110)
+    plt.close(fig)
+    files.append("cost.png")
+    return files
+
+
+def write_report(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").write_text(json.dumps(result, indent=2, allow_nan=False))
+    plots = plot(result, out)
+    (out / "benchmark.md").write_text(markdown(result, plots))

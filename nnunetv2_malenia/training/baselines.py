@@ -1,0 +1,23 @@
+"""Plain nnU-Net trainers on the Malenia variants' schedules, for the benchmark's baseline arms.
+
+The GPU schedule needs no class here: nnU-Net's own ``nnUNetTrainer_250epochs`` matches
+``nnUNetTrainerMalenia_250epochs`` (both change ``num_epochs`` only).
+"""
+from __future__ import annotations
+
+from nnunetv2_malenia.training.schedule import CPU_DEMO, SMOKE_2x2, TESTS_5x4, ScheduledTrainer
+
+
+class nnUNetTrainer_2epochs_2iters(ScheduledTrainer):
+    """Matches nnUNetTrainerMalenia_2epochs_2iters (benchmark smoke profile)."""
+    schedule = SMOKE_2x2
+
+
+class nnUNetTrainer_5epochs_4iters(ScheduledTrainer):
+    """Matches nnUNetTrainerMalenia_5epochs_4iters."""
+    schedule = TESTS_5x4
+
+
+class nnUNetTrainer_CPUDemo(ScheduledTrainer):
+    """Matches nnUNetTrainerMalenia_CPUDemo."""
+    schedule = CPU_DEMO

@@ -1,0 +1,77 @@
+"""Smoke run of benchmarks/bench_zero_shot.py (profile ``smoke``): the whole comparison through nnU-Net's real
+CLIs on tiny phantoms (a few minutes on 2 CPU cores). Checks that the report is complete, not what the numbers are:
+five epochs of four iterations teach nothing."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_zero_shot.py"
+ZERO_SHOT_ARMS = ("malenia", "agnostic", "supervised")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench_zero_shot")
+    out = root / "report"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--work", str(root / "work"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=root)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_report_files_are_written(report):
+    for name in ("benchmark.md", "benchmark.json", "dsc_unseen.png", "cost.png"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    assert (report / "dsc_unseen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_every_arm_has_numbers(report):
+    r = json.loads((report / "benchmark.json").read_text())
+    assert set(r["arms"]) == set(ZERO_SHOT_ARMS)
+    q, c = r["quality"], r["cost"]
+    assert q["unseen_per_disease"], "no unseen disease scored"
+    for disease, row in q["unseen_per_disease"].items():
+        # Dice is null only when reference and prediction are both empty in every case; the reference has the
+        # disease in the test set (the phantom renders every labelled disease), so each arm must give a number
+        for arm in ZERO_SHOT_ARMS:
+            assert set(row[arm]) == {"dice", "nsd"}, (disease, arm)
+    for arm in ZERO_SHOT_ARMS:
+        assert _is_number(q["class_agnostic_lesion"][arm]["dice"]), arm
+        assert _is_number(q["unseen_mean"][arm]["dice"]), arm
+        assert _is_number(c["train"][arm]["median_epoch_s"]) and c["train"][arm]["epochs"] == 2, arm
+        assert _is_number(c["train"][arm]["peak_rss_mib"]) and c["train"][arm]["peak_rss_mib"] > 100, arm
+        assert _is_number(c["predict_unseen"][arm]["wall_s"]), arm
+    assert _is_number(c["train"]["malenia"]["epoch_time_ratio_vs_baseline"])
+    assert _is_number(c["predict_unseen"]["malenia"]["lesion_reports_wall_s"])
+    reports = q["lesion_reports"]["malenia"]
+    assert set(reports["per_aspect"]) == {"enhancement_status", "location", "shape", "density", "density_variation",
+                                          "surface", "relationship", "specific_features"}
+    assert "accuracy" in reports["disease_identification"]
+    n = c["network_96"]
+    assert n["patch_size"] == [96, 96, 96] and n["malenia"]["params"] > n["plain"]["params"] > 0
+    assert n["malenia"]["flops"] > n["plain"]["flops"] > 0
+    assert r["hardware"]["cpu"] and r["versions"]["nnunetv2"] and r["versions"]["torch"]
+    assert all(_is_number(v) for v in r["wall_times_s"].values())
+
+
+@pytest.mark.slow
+def test_markdown_tables_have_a_row_per_arm(report):
+    text = (report / "benchmark.md").read_text()
+    for title in ("Malenia zero-shot (A)", "nnU-Net class-agnostic (B)", "nnU-Net supervised (C, upper bound)"):
+        row = next((l for l in text.splitlines() if l.startswith(f"| {title} |")), None)
+        assert row is not None, title
+        cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+        assert any(c.replace(".", "", 1).isdigit() for c in cells), row
+    assert "## Cost" in text and "## Wall time per step" in text and "![dsc_unseen.png](dsc_unseen.png)" in text
