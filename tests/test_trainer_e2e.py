@@ -19,6 +19,8 @@ import torch
 from nnunetv2_malenia.attributes.schema import ASPECTS
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
+pytestmark = pytest.mark.slow
+
 TRAINER = "nnUNetTrainerMalenia_5epochs_4iters"
 DATASET = "Dataset990_MaleniaTiny"
 BIN = Path(sys.executable).parent
@@ -157,3 +159,45 @@ def test_export_and_install_zip_then_predict_elsewhere(trained, tmp_path):
             "-c", "3d_fullres", "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1",
             "-nps", "1")
     assert len(list((out / "reports").glob("*.json"))) == 2
+
+
+def test_lesion_reports_describe_every_lesion_of_a_label_map(trained, tmp_path, monkeypatch):
+    """The trained tiny model may predict no lesion at all: describe the reference lesions instead, so the report
+    path (nnU-Net preprocessing of the id map, shared patch windows, fold averaging, world geometry) always runs."""
+    import numpy as np
+
+    from nnunetv2_malenia.evaluation.lesions import lesion_components
+    from nnunetv2_malenia.inference.lesion_report import LesionReporter
+    from nnunetv2_malenia.inference.predictor import MaleniaPredictor
+
+    root, _ = trained
+    monkeypatch.setenv("nnUNet_extTrainer", str(SHIM_FOLDER))
+    predictor = MaleniaPredictor(device=torch.device("cpu"), use_mirroring=False)
+    predictor.initialize_from_trained_model_folder(str(model_folder(root)), [0])
+    classes = predictor.prepare_zero_shot()
+    unseen = root / "unseen"
+    names = {v: k for k, v in json.loads((unseen / "dataset.json").read_text())["labels"].items()}
+    case = "unseen_00001"
+    ref = sitk.ReadImage(str(unseen / "labelsTs" / f"{case}.nii.gz"))
+    ref_arr = sitk.GetArrayFromImage(ref)
+    remapped = np.zeros_like(ref_arr)
+    for value in np.unique(ref_arr)[1:]:
+        remapped[ref_arr == value] = classes.labels[names[int(value)]]     # reference label -> zero-shot class
+    seg = sitk.GetImageFromArray(remapped)
+    seg.CopyInformation(ref)
+    sitk.WriteImage(seg, str(tmp_path / "seg.nii.gz"))
+    report = LesionReporter(predictor, tmp_path / "overlays").write(
+        case, [str(unseen / "imagesTs" / f"{case}_0000.nii.gz")], str(tmp_path / "seg.nii.gz"),
+        tmp_path / "report.json")
+    components = lesion_components(remapped)
+    assert len(report["lesions"]) == len(components) > 0
+    spacing = np.prod(ref.GetSpacing())
+    for lesion, comp in zip(report["lesions"], components):
+        assert lesion["disease"] == classes.diseases[comp.label - 1]
+        assert abs(lesion["volume_ml"] - comp.num_voxels * spacing / 1000) < 1e-3
+        assert set(lesion["attributes"]) == set(ASPECTS)
+        assert all(0 <= a["score"] <= 1 and a["description"] for a in lesion["attributes"].values())
+        assert len(lesion["diseases"]) == 12 and abs(sum(d["score"] for d in lesion["diseases"]) - 1) < 1e-3
+    assert report["scan"]["enhancement_status"]["description"]
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == len(components)

@@ -58,8 +58,8 @@ class LesionReporter:
         self.vocab = load_vocabulary()
         self.overlay_folder = overlay_folder
 
-    def _lesion_patches(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image):
-        """Yields (index-map value = lesion id + 1, patch [C, *P], region [*P] bool) in the network's space."""
+    def _preprocessed(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image):
+        """(data [C, *S'], lesion-id map [*S']) after nnU-Net's own preprocessing of the image and the id map."""
         p = self.predictor
         with tempfile.TemporaryDirectory() as tmp:
             ids_file = str(Path(tmp) / f"ids{p.dataset_json['file_ending']}")
@@ -69,39 +69,53 @@ class LesionReporter:
             preprocessor = p.configuration_manager.preprocessor_class(verbose=False)
             data, seg, _ = preprocessor.run_case(image_files, ids_file, p.plans_manager, p.configuration_manager,
                                                  p.dataset_json)
-        data, seg = torch.from_numpy(data).float(), torch.from_numpy(seg[0]).long()    # [C, *S'], [*S']
-        patch = list(p.configuration_manager.patch_size)
-        for lesion_id in range(1, int(ids.max()) + 1):
-            where = torch.nonzero(seg == lesion_id)                                      # [n, 3]
+        return torch.from_numpy(data).float(), torch.from_numpy(seg[0]).long()
+
+    def _windows(self, seg: torch.Tensor, num_ids: int) -> Dict[tuple, List[int]]:
+        """Patch window -> the id-map values whose lesion is centred in it. Lesions sharing a window share one
+        forward pass: a poorly trained model can predict hundreds of fragments, and a small scan is one window."""
+        patch = list(self.predictor.configuration_manager.patch_size)
+        windows: Dict[tuple, List[int]] = {}
+        for value in range(1, num_ids + 1):
+            where = torch.nonzero(seg == value)                                          # [n, 3]
             if len(where) == 0:
                 continue                                   # vanished in resampling (a voxel or two): no description
             center = where.float().mean(0).round().long().tolist()
             if len(patch) == 2:                            # 2D model: the lesion's central slice
-                z = center[0]
-                window = (slice(z, z + 1),) + _patch_slices(center[1:], patch, seg.shape[1:])
+                window = (slice(center[0], center[0] + 1),) + _patch_slices(center[1:], patch, seg.shape[1:])
             else:
                 window = _patch_slices(center, patch, seg.shape)
-            x = data[(slice(None),) + window]
-            region = seg[window] == lesion_id
-            if len(patch) == 2:
-                x, region = x[:, 0], region[0]
-            x, pad_slicer = pad_nd_image(x, patch, "constant", {"value": 0}, True)     # [C, *P]
-            region_padded = torch.zeros(x.shape[1:], dtype=torch.bool)
-            region_padded[tuple(pad_slicer[1:])] = region
-            yield lesion_id, x, region_padded
+            windows.setdefault(tuple((w.start, w.stop) for w in window), []).append(value)
+        return windows
+
+    def _patch(self, data: torch.Tensor, seg: torch.Tensor, key: tuple):
+        """(patch [C, *P], id map [*P]) of one window, zero-padded to the patch size where the scan is smaller."""
+        patch = list(self.predictor.configuration_manager.patch_size)
+        window = tuple(slice(a, b) for a, b in key)
+        x, ids = data[(slice(None),) + window], seg[window]
+        if len(patch) == 2:
+            x, ids = x[:, 0], ids[0]
+        x, pad_slicer = pad_nd_image(x, patch, "constant", {"value": 0}, True)           # [C, *P]
+        ids_padded = torch.zeros(x.shape[1:], dtype=torch.long)
+        ids_padded[tuple(pad_slicer[1:])] = ids
+        return torch.as_tensor(x), ids_padded
 
     @torch.no_grad()
     def describe(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image) -> Dict[int, RegionScores]:
+        """id-map value (lesion id + 1) -> its scores, averaged over folds."""
         p = self.predictor
+        data, seg = self._preprocessed(image_files, ids, reference)                     # [C, *S'], [*S']
+        windows = self._windows(seg, int(ids.max()))
         scores: Dict[int, RegionScores] = {}
-        patches = list(self._lesion_patches(image_files, ids, reference))
         for params in p.list_of_parameters:
             p.load_fold(params)
             p.network.eval()
-            for lesion_id, x, region in patches:
+            for key, values in windows.items():
+                x, window_ids = self._patch(data, seg, key)
                 outputs = p.network(x[None].to(p.device), return_dict=True)
-                a, d = region_scores(outputs, region, self.rows)
-                scores.setdefault(lesion_id, RegionScores(self.rows)).add(a, d)
+                for value in values:
+                    a, d = region_scores(outputs, window_ids == value, self.rows)
+                    scores.setdefault(value, RegionScores(self.rows)).add(a, d)
         return scores
 
     def _attribute_entry(self, aspect: str, row: int, score: float) -> dict:

@@ -27,7 +27,7 @@ def write_overlays(report: dict, image_file: str, seg_file: str, folder: Path) -
         full[comp.slices] = comp.mask
         z = int(round(np.argwhere(full)[:, 0].mean()))
         fig, ax = plt.subplots(figsize=(5, 5))
-        ax.imshow(np.clip(image[z], *WINDOW), cmap="gray", origin="lower")
+        ax.imshow(np.clip(image[z], *WINDOW), cmap="gray")        # row 0 on top: anterior up for LPS scans
         ax.contour(full[z].astype(float), levels=[0.5], colors="red", linewidths=1.5)
         top = lesion["diseases"][0] if lesion.get("diseases") else {"name": lesion["disease"], "score": float("nan")}
         ax.set_title(f"{report['case']} lesion {lesion['id']}: {top['name']} ({top['score']:.2f})\n"
