@@ -61,11 +61,15 @@ class Step:
         print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
         start = time.time()
         log = self.log_folder / f"{len(self.times):02d}_{cmd[0]}.log"
-        with open(log, "w") as f:
-            proc = subprocess.run(argv, env=self.env, stdout=f, stderr=subprocess.STDOUT, text=True)
+        # Tee: everything into the log; to the console every line except progress-bar redraws, so training shows
+        # nnU-Net's own epoch lines as they come.
+        with open(log, "w") as f, subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+            for line in proc.stdout:
+                f.write(line)
+                if "\r" not in line and "it/s]" not in line and "s/it]" not in line:
+                    print("   " + line.rstrip(), flush=True)
         self.times[title] = time.time() - start
-        tail = log.read_text(errors="replace").splitlines()[-6:]
-        print("\n".join("   " + line for line in tail))
         print(f"--- {title}: {self.times[title]:.0f} s (log: {log})", flush=True)
         if proc.returncode != 0:
             print(f"\n{title} failed with exit code {proc.returncode}; full output in {log}", file=sys.stderr)

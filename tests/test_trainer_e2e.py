@@ -201,3 +201,20 @@ def test_lesion_reports_describe_every_lesion_of_a_label_map(trained, tmp_path, 
     assert report["scan"]["enhancement_status"]["description"]
     assert json.loads((tmp_path / "report.json").read_text()) == report
     assert len(list((tmp_path / "overlays").glob("*.png"))) == len(components)
+
+
+def test_val_npz_find_best_configuration_and_ensemble(trained, tmp_path):
+    root, env = trained
+    run_cli(env, "nnUNetv2_train", "990", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--val", "--npz")
+    validation = model_folder(root) / "fold_0" / "validation"
+    assert list(validation.glob("*.npz")), "--npz must keep the softmax of the validation cases"
+    run_cli(env, "nnUNetv2_find_best_configuration", "990", "-c", "3d_fullres", "-tr", TRAINER, "-f", "0",
+            "--disable_ensembling", "-np", "1")
+    assert (root / "results" / DATASET / "inference_instructions.txt").is_file()
+    # nnUNetv2_ensemble averages the saved probabilities of several predictions: two copies of fold 0's validation
+    copies = []
+    for i in range(2):
+        shutil.copytree(validation, tmp_path / f"v{i}")
+        copies.append(str(tmp_path / f"v{i}"))
+    run_cli(env, "nnUNetv2_ensemble", "-i", *copies, "-o", str(tmp_path / "ensemble"), "-np", "1")
+    assert len(list((tmp_path / "ensemble").glob("*.nii.gz"))) == len(list(validation.glob("*.npz")))
