@@ -60,7 +60,7 @@ class Step:
         argv = [str(exe) if exe.exists() else cmd[0], *cmd[1:]]
         print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
         start = time.time()
-        log = self.log_folder / f"{len(self.times):02d}_{cmd[0]}.log"
+        log = self.log_folder / f"{len(self.times):02d}_{Path(cmd[0]).name}.log"
         # Tee: everything into the log; to the console every line except progress-bar redraws, so training shows
         # nnU-Net's own epoch lines as they come.
         with open(log, "w") as f, subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE,
