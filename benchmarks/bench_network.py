@@ -5,7 +5,7 @@ and CPU forward+backward time (median of a few repetitions, plain and Malenia in
 at the 96^3 reference plan (6 stages, 32..320, PlainConvUNet; paper Table 9 setting) and at the tiny 48^3 plan.
 Goal (issue 4): <= 15 % more parameters and <= 15 % more train-step time than the plain network.
 
-Run: /work/venv/bin/python benchmarks/bench_network.py [--reps 3] [--skip-96] [--threads 1]
+Run: python benchmarks/bench_network.py [--reps 3] [--skip-96] [--threads 1]
 """
 from __future__ import annotations
 

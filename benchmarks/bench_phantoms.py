@@ -1,6 +1,6 @@
 """Phantom generator speed: seconds per 64^3 case on one core (generate + write) and cases/s with 2 processes.
 
-Run: /work/venv/bin/python benchmarks/bench_phantoms.py [--cases N]
+Run: python benchmarks/bench_phantoms.py [--cases N]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Accuracy of the rule-based report parser: report text (column I) in, codes of columns B-H out, against the
 coded columns of the Malenia annotation spreadsheet.
 
-    /work/venv/bin/python benchmarks/bench_report_parser.py [--xlsx PATH] [--sheets 肝癌 胰腺癌] [--out res.json]
+    python benchmarks/bench_report_parser.py [--xlsx PATH] [--sheets 肝癌 胰腺癌] [--out res.json]
 
 Per sheet and aspect: accuracy over rows whose code is valid (rows with a blank or invalid code are excluded and
 counted), a confusion list of the wrong ones (gold codes -> predicted codes, "missing" when the parser found no

@@ -1,6 +1,6 @@
 """Benchmark (not a test): load the default text encoder and encode 1,000 distinct realistic descriptions.
 
-Goal: under 15 s for the encode on 2 CPU cores. Run: /work/venv/bin/python benchmarks/bench_text_bank.py
+Goal: under 15 s for the encode on 2 CPU cores. Run: python benchmarks/bench_text_bank.py
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Malenia's targets, matcher and losses (paper Eq. 2 and 6); interface: /work/contract_network_losses.md.
+"""Malenia's targets, matcher and losses (paper Eq. 2 and 6); interface: docs/network_losses_interface.md.
 
 Per training step: ``targets = instances_from_segmentation(seg, keys, lookup, Q - 1)``;
 ``assigner = SlotAssigner(matcher, targets, row_aspect)``; ``out = net(x, slot_assigner=assigner)``;

@@ -1,6 +1,6 @@
 """MaleniaNet: nnU-Net's U-Net + mask-token Transformer decoder + text alignment + CMKI (paper Sec. 3.1-3.3).
 
-Interface shared with the losses and the trainer: /work/contract_network_losses.md.
+Interface shared with the losses and the trainer: docs/network_losses_interface.md.
 """
 from nnunetv2_malenia.network.build import build_malenia_network
 from nnunetv2_malenia.network.malenia_net import DEFAULT_TOKEN_DIM, NUM_ASPECTS, MaleniaNet, dense_logits

@@ -1,6 +1,6 @@
 """MaleniaNet: nnU-Net's planned U-Net + mask-token decoder + text alignment + CMKI (paper Sec. 3, Fig. 1).
 
-Interface: /work/contract_network_losses.md ("Network"). Text space: column 0 = t0 ("no lesion"), 1..R = bank rows.
+Interface: docs/network_losses_interface.md ("Network"). Text space: column 0 = t0 ("no lesion"), 1..R = bank rows.
 
 Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
