@@ -7,7 +7,7 @@ nnU-Net reloads every fold's parameters (strictly) before predicting with it.
 from __future__ import annotations
 
 from os.path import join
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -70,7 +70,3 @@ class MaleniaPredictor(nnUNetPredictor):
     def load_fold(self, params: dict) -> None:
         network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
         network.load_state_dict(params)
-
-    @property
-    def folds(self) -> List[dict]:
-        return self.list_of_parameters
