@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
@@ -133,7 +133,7 @@ def print_summary(work: Path, pred: Path, times: dict) -> None:
         print(f"\n=== one lesion report ({with_lesions[0]})")
         report = json.loads(with_lesions[0].read_text())
         print(json.dumps(dict(report, lesions=report["lesions"][:1]), indent=2))
-    print(f"\nwall time per step: " + ", ".join(f"{k}: {v:.0f} s" for k, v in times.items()))
+    print("\nwall time per step: " + ", ".join(f"{k}: {v:.0f} s" for k, v in times.items()))
     print(f"total: {sum(times.values()) / 60:.1f} min; everything is under {work}")
     write_results_markdown(work / "results.md", format_table(evaluation), times)
     print(f"results summary (for README's Results section): {work / 'results.md'}")

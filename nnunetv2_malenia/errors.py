@@ -35,3 +35,14 @@ def raise_if_problems(problems: Iterable[Problem]) -> None:
     problems = list(problems)
     if problems:
         raise MaleniaInputError(problems)
+
+
+def exit_with_problems(error: MaleniaInputError, footer: str | None = None) -> None:
+    """What every command does with bad input: one ``error: file: where: message`` line per problem, exit 2."""
+    import sys
+
+    for problem in error.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if footer:
+        print(footer, file=sys.stderr)
+    sys.exit(2)

@@ -9,7 +9,6 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunetv2_malenia.attributes import load_dataset_attributes, load_knowledge_table
-from nnunetv2_malenia.errors import MaleniaInputError
 from nnunetv2_malenia.phantoms.anatomy import build_anatomy, parenchyma_hu, render_anatomy
 from nnunetv2_malenia.phantoms.cli import main
 from nnunetv2_malenia.phantoms.dataset import split_diseases

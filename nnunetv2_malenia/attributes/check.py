@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 from nnunetv2_malenia.attributes.dataset_attributes import DatasetAttributes, load_dataset_attributes
 from nnunetv2_malenia.attributes.schema import ORGAN_ASPECT, read_json
-from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME, raw_dataset_folder
 
 
@@ -128,10 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         folder = raw_dataset_folder(args.dataset)
         attributes = validate_raw_dataset(folder)
     except MaleniaInputError as e:
-        for p in e.problems:
-            print(f"error: {p}", file=sys.stderr)
-        print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e, f"{len(e.problems)} problem(s) found")
     from nnunetv2_malenia.attributes.dataset_attributes import list_raw_cases
 
     n_cases = len(list_raw_cases(folder, read_json(folder / "dataset.json", "dataset.json")))

@@ -27,7 +27,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from nnunetv2_malenia.attributes.knowledge_table import (KnowledgeTable, load_knowledge_table, parse_aspect_map,
                                                          parse_disease)
-from nnunetv2_malenia.attributes.schema import ASPECTS, ORGAN_ASPECT, Vocabulary, load_vocabulary, read_json
+from nnunetv2_malenia.attributes.schema import ORGAN_ASPECT, Vocabulary, load_vocabulary, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME
 

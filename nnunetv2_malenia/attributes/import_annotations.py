@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary, read_json
-from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
 CASE_ID_COLUMN = "A"
@@ -553,9 +553,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         code = run(args)
     except MaleniaInputError as e:
-        for p in e.problems:
-            print(f"error: {p}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e)
     sys.exit(code)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem

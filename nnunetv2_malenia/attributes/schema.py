@@ -10,7 +10,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
 from nnunetv2_malenia.paths import default_aspects_file

@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME
 
 FILE_ENDING = ".nii.gz"
@@ -526,9 +526,7 @@ def run_main(run: Callable[[argparse.Namespace], object], parser: argparse.Argum
     try:
         run(args)
     except MaleniaInputError as e:
-        for p in e.problems:
-            print(f"error: {p}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e)
     except OSError as e:               # disk full, permissions: no traceback needed, the dataset was not written
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

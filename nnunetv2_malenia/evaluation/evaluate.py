@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,9 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from nnunetv2_malenia.attributes.dataset_attributes import foreground_labels
 from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary, read_json
-from nnunetv2_malenia.errors import MaleniaInputError, Problem, raise_if_problems
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
 from nnunetv2_malenia.evaluation.attribute_matching import (AttributeCounts, ValueCanon, best_reference_match,
                                                             load_report, score_case)
 from nnunetv2_malenia.evaluation.lesions import (DetectionCounts, component_index_map, detection_counts,
@@ -112,22 +112,6 @@ def geometry_problems(reference_file: str, reference: dict, prediction_file: str
             label = "shape (image size x,y,z)" if name == "size" else name
             out.append(Problem(prediction_file, label, f"{tuple(b)} differs from the reference's {tuple(a)} "
                                                        f"in {reference_file}"))
-    return out
-
-
-def foreground_labels(dataset_json: Mapping, file: str, problems: List[Problem]) -> Dict[str, int]:
-    labels = dataset_json.get("labels")
-    if not isinstance(labels, dict):
-        problems.append(Problem(file, "labels", "dataset.json has no 'labels' object"))
-        return {}
-    out = {}
-    for name, value in labels.items():
-        if isinstance(value, (list, tuple)):
-            problems.append(Problem(file, f"labels.{name}", "region-based labels cannot be evaluated per disease"))
-        elif not isinstance(value, int) or isinstance(value, bool):
-            problems.append(Problem(file, f"labels.{name}", f"label value must be an integer, got {value!r}"))
-        elif value != 0:
-            out[name] = value
     return out
 
 
@@ -425,10 +409,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                   nsd_tolerance_mm=args.nsd_tolerance, num_processes=args.num_processes,
                                   use_subvoxels=args.nsd_subvoxels)
     except MaleniaInputError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"{len(e.problems)} problem(s) found; nothing written", file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e, f"{len(e.problems)} problem(s) found; nothing written")
     print(format_table(result))
     print(f"wrote {args.output}")
 

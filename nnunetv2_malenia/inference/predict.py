@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
-from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
 REPORTS_SUBFOLDER = "reports"
@@ -126,8 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         predict(args)
     except MaleniaInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e)
 
 
 if __name__ == "__main__":

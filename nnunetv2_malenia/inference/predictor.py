@@ -9,7 +9,6 @@ from __future__ import annotations
 from os.path import join
 from typing import Optional, Sequence
 
-import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from torch._dynamo import OptimizedModule
 

@@ -39,7 +39,6 @@ class HungarianMatcher:
                     logit_scale: torch.Tensor, target: Dict[str, torch.Tensor],
                     candidates: Optional[torch.Tensor]) -> torch.Tensor:
         """One sample: masks [Q, *S] logits, embeddings [Q, C] -> cost [Q, S_n] fp32."""
-        Q = masks.shape[0]
         tgt_masks = target["masks"]                                                    # [S_n, *S]
         assert tgt_masks.shape[1:] == masks.shape[1:], \
             f"target masks {tuple(tgt_masks.shape[1:])} vs predicted masks {tuple(masks.shape[1:])}"

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +37,7 @@ def main(argv=None) -> None:
     try:
         run(args)
     except MaleniaInputError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e)
 
 
 def run(args) -> Path:

@@ -137,7 +137,6 @@ def render_lesion(image: np.ndarray, anatomy: Anatomy, disease: Disease, attrs: 
                np.arange(lo[2], hi[2])[None, None, :] - c[2])
     d = _shape_distance(offsets, radius_vox, attrs["shape"],
                         attrs["surface"] == "spiculated" or attrs["specific_features"] == "spiculation", rng)
-    organ_box = anatomy.organ_mask(REGION_ORGAN[region])[box]
     if region == "gallbladder_lumen":     # stones lie in bile, never in the wall
         d = np.where(region_mask[box], d, np.inf)
     # margin: smoothstep ramp over d in [1 - width, 1 + width]; ill-defined widens it, an unclear boundary

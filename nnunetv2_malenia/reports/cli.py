@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import load_vocabulary
-from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
 from nnunetv2_malenia.reports.extract import MISSING, ParsedReport, ReportParser
 from nnunetv2_malenia.reports.sources import (ReportInput, read_csv_reports, read_txt_folder,
                                               read_workbook_reports)
@@ -116,9 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         result = parse_inputs(reports, args.label, coding_defaults=not args.no_defaults, progress=True)
         write_json_atomic(result, args.output)
     except MaleniaInputError as e:
-        for p in e.problems:
-            print(str(p), file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e)
     print(_summary(result))
     print(f"wrote {args.output}")
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes import DatasetAttributes, load_dataset_attributes
-from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
 from nnunetv2_malenia.paths import nnunet_folder, raw_dataset_folder
 from nnunetv2_malenia.text_bank.bank import (PARAGRAPH_ASPECT, SIDECAR_FILENAME, TextBank, content_hash, load_bank,
                                              new_bank, paragraph_text, save_bank)
@@ -92,9 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         ensure_bank(args.dataset_name_or_id, args.text_encoder, force=args.force, device=args.device)
     except MaleniaInputError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_problems(e)
 
 
 if __name__ == "__main__":
