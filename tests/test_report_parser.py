@@ -12,7 +12,7 @@ import pytest
 from nnunetv2_malenia.attributes.dataset_attributes import parse_dataset_attributes
 from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary
 from nnunetv2_malenia.reports.cli import main
-from nnunetv2_malenia.reports.extract import DEFAULT, FOUND, MISSING, parse_report
+from nnunetv2_malenia.reports.extract import DEFAULT, FOUND, MISSING, ReportParser, parse_report
 from nnunetv2_malenia.reports.validate import validate_parsed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -309,3 +309,36 @@ def test_accuracy_floor_on_annotation_spreadsheet():
         for aspect, cell in aspects.items():
             if cell["scored"]:
                 assert cell["accuracy"] >= 0.93, (sheet, aspect, cell["confusion"])
+    # Where the text itself rules out 97 % (codes set against their own report, or reports silent on the aspect:
+    # kidney tumour location 5 rows and shape 10, kidney cyst location 2 and shape 2, pancreas tumour surface 2),
+    # the parser is exactly at that ceiling; elsewhere it misses at most one row more than the ceiling (kidney cyst
+    # surface: rows 35/41 are phrased like rows 7/10/20 but coded the other way).
+    for sheet, aspects in results.items():
+        for aspect, cell in aspects.items():
+            if not cell["scored"]:
+                continue
+            if cell["text_ceiling"] < 0.97:
+                assert cell["accuracy"] == cell["text_ceiling"], (sheet, aspect, cell["wrong_rows"])
+                assert all(w["text"] != "supports" for w in cell["wrong_rows"]), (sheet, aspect)
+            else:
+                assert cell["accuracy"] >= 0.96, (sheet, aspect, cell["wrong_rows"])
+
+
+def test_text_support_tells_contradicted_codes_from_parser_misses():
+    bench = _load_benchmark()
+    vocab = load_vocabulary()
+    parser = ReportParser(vocab)
+
+    def support(report, aspect, gold):
+        return bench.text_support(parser, vocab, bench.Row("s", 2, "kidney", {}, report), aspect, gold)
+
+    text = "An irregular hypodense lesion in the left kidney, not well-defined, with areas of hyperdensity."
+    assert support(text, "shape", ("2",)) == "supports"          # irregular
+    assert support(text, "shape", ("1",)) == "contradicts"       # coded round-like against "irregular"
+    assert support(text, "density", ("3",)) == "supports"        # a hyperdense PART still states the word
+    assert support(text, "surface", ("2",)) == "supports"        # "not well-defined" states ill-defined
+    assert support(text, "surface", ("1",)) == "contradicts"
+    assert support("A hypodense lesion in the left kidney.", "surface", ("1",)) == "silent"
+    assert support(text, "relationship", ("1",)) == "supports"   # silent, and "not close" is the convention
+    assert support(text, "relationship", ("2",)) == "silent"
+    assert parser.stated_values(text, "density", "kidney") == ("hypodense", "hyperdense")

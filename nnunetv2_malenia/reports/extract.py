@@ -205,6 +205,24 @@ def _density_role(text: str, m: Mention) -> str:
     return "other"
 
 
+# aspects whose lexicon does not depend on the organ
+_ASPECT_RULES: Dict[str, Sequence[Rule]] = {
+    "enhancement_status": phrases.ENHANCEMENT, "shape": phrases.SHAPE, "density_variation": phrases.DENSITY_VARIATION,
+    "surface": phrases.SURFACE, "relationship": phrases.RELATIONSHIP, "specific_features": phrases.SPECIFIC_FEATURES}
+
+
+def _location_rules(group: Optional[str]) -> Sequence[Rule]:
+    """The organ's location phrases; every organ's when the organ is unknown."""
+    if group is not None:
+        return phrases.LOCATION.get(group, ())
+    return tuple(r for g in phrases.LOCATION.values() for r in g)
+
+
+def _density_rules(group: Optional[str]) -> Sequence[Rule]:
+    """Lung densities are relative to soft tissue (ground glass, solid), every other organ's to its parenchyma."""
+    return phrases.DENSITY["lung"] if group == "lung" else phrases.DENSITY["*"]
+
+
 # --- the parser --------------------------------------------------------------------------------------------------
 
 class ReportParser:
@@ -218,19 +236,20 @@ class ReportParser:
         group = self.vocab.organ_group(organ) if organ else None
         results: Dict[str, AspectResult] = {}
 
-        relationship = _find(text, "relationship", phrases.RELATIONSHIP)
+        relationship = _find(text, "relationship", _ASPECT_RULES["relationship"])
         # Margin words from a relationship phrase to its sentence end describe the neighbour, not the lesion.
         sentences = _sentence_spans(text)
         zones = [(m.start, next(e for s, e in sentences if s <= m.start < e)) for m in relationship
                  if not m.negated and "close_unclear_boundary" in m.values]
 
-        results["enhancement_status"] = self._single(text, _find(text, "enhancement_status", phrases.ENHANCEMENT))
+        results["enhancement_status"] = self._single(text, _find(text, "enhancement_status",
+                                                                _ASPECT_RULES["enhancement_status"]))
         results["location"] = self._location(text, group, zones, sentences)
-        results["shape"] = self._single(text, _find(text, "shape", phrases.SHAPE))
+        results["shape"] = self._single(text, _find(text, "shape", _ASPECT_RULES["shape"]))
         results["density"] = self._density(text, group)
         results["density_variation"] = self._single(text, _find(text, "density_variation",
-                                                                phrases.DENSITY_VARIATION))
-        surface = [m for m in _find(text, "surface", phrases.SURFACE) if not _inside(m, zones)]
+                                                                _ASPECT_RULES["density_variation"]))
+        surface = [m for m in _find(text, "surface", _ASPECT_RULES["surface"]) if not _inside(m, zones)]
         results["surface"] = self._single(text, surface)
         results["relationship"] = self._single(text, relationship)
         if self.coding_defaults:
@@ -242,6 +261,15 @@ class ReportParser:
         organ_name = organ or ""
         results = {a: self._with_codes(a, organ_name, results[a]) for a in ASPECTS}
         return ParsedReport(case=case, organ=organ_name, text=text, aspects=results)
+
+    def stated_values(self, text: str, aspect: str, organ: Optional[str] = None) -> Tuple[str, ...]:
+        """Every value key that some non-negated phrase of ``aspect`` states anywhere in ``text``, in text order.
+
+        Unlike ``parse`` nothing is chosen (no role, zone or first-sentence rules), so this answers "does the text
+        say X at all?": the parser benchmark uses it to tell a code the text contradicts from a parser miss."""
+        group = self.vocab.organ_group(organ) if organ else None
+        rules = {"location": _location_rules, "density": _density_rules}.get(aspect, lambda g: _ASPECT_RULES[aspect])
+        return tuple(dict.fromkeys(v for m in _find(text, aspect, rules(group)) if not m.negated for v in m.values))
 
     # --- aspect choosers ---------------------------------------------------------------------------------------
 
@@ -262,9 +290,8 @@ class ReportParser:
         return self._result(text, [best])
 
     def _density(self, text: str, group: Optional[str]) -> AspectResult:
-        rules = phrases.DENSITY["lung"] if group == "lung" else phrases.DENSITY["*"]
         scored = []
-        for m in _find(text, "density", rules):
+        for m in _find(text, "density", _density_rules(group)):
             if m.negated:
                 continue
             role = _density_role(text, m)
@@ -275,11 +302,8 @@ class ReportParser:
         return self._single(text, scored)
 
     def _location(self, text: str, group: Optional[str], zones, sentences) -> AspectResult:
-        if group is not None:
-            rules: Tuple[Rule, ...] = phrases.LOCATION.get(group, ())
-        else:
-            rules = tuple(r for g in phrases.LOCATION.values() for r in g)
-        mentions = [m for m in _find(text, "location", rules) if not m.negated and not _inside(m, zones)]
+        mentions = [m for m in _find(text, "location", _location_rules(group))
+                    if not m.negated and not _inside(m, zones)]
         if not mentions:
             return AspectResult(MISSING)
         # The first location and those coordinated with it ("head and neck", "body and tail"); a later one
@@ -294,7 +318,7 @@ class ReportParser:
         return self._result(text, [m for m in chosen if m.confidence >= best - 1e-9])
 
     def _features(self, text: str) -> AspectResult:
-        mentions = _find(text, "specific_features", phrases.SPECIFIC_FEATURES)
+        mentions = _find(text, "specific_features", _ASPECT_RULES["specific_features"])
         live = [m for m in mentions if not m.negated]
         negated = tuple(dict.fromkeys(v for m in mentions if m.negated for v in m.values))
         if live:
