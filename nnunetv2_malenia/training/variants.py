@@ -5,6 +5,10 @@ The ablation variants follow Tables 3-4 of the paper; each trains into its own r
 """
 from __future__ import annotations
 
+from torch.optim import AdamW
+
+from nnunetv2_malenia.training.paper_optimizer import (PAPER_LR, PAPER_WEIGHT_DECAY, WarmupCosineLRScheduler,
+                                                       warmup_epochs_for)
 from nnunetv2_malenia.training.schedule import CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
 
@@ -32,6 +36,20 @@ class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
 
 class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
     """GPU demo / benchmark schedule: a quarter of nnU-Net's 1000 epochs."""
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_AdamW(nnUNetTrainerMalenia):
+    """The paper's optimizer (Sec. 4.1) instead of nnU-Net's SGD: AdamW lr 1e-4, weight decay 1e-5, 40 warm-up
+    epochs (a fifth of shorter schedules), then cosine decay."""
+
+    def configure_optimizers(self):
+        optimizer = AdamW(self.network.parameters(), lr=PAPER_LR, weight_decay=PAPER_WEIGHT_DECAY)
+        scheduler = WarmupCosineLRScheduler(optimizer, PAPER_LR, self.num_epochs, warmup_epochs_for(self.num_epochs))
+        return optimizer, scheduler
+
+
+class nnUNetTrainerMalenia_AdamW_250epochs(nnUNetTrainerMalenia_AdamW):
     schedule = GPU_250
 
 
