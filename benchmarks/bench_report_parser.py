@@ -164,27 +164,26 @@ def text_support(parser: ReportParser, vocab: Vocabulary, row: Row, aspect: str,
     return "silent"
 
 
-def print_table(results: dict) -> None:
-    short = {"enhancement_status": "enh", "location": "loc", "shape": "shape", "density": "dens",
-             "density_variation": "var", "surface": "surf", "relationship": "rel"}
-    print(f"{'sheet':<8}" + "".join(f"{short[a]:>14}" for a in CODED_ASPECTS))
+SHORT_NAMES = {"enhancement_status": "enh", "location": "loc", "shape": "shape", "density": "dens",
+               "density_variation": "var", "surface": "surf", "relationship": "rel"}
+
+
+def _print_grid(results: dict, share_key: str, detail) -> None:
+    """One row per sheet, one column per aspect: ``share_key`` as a percentage, then ``detail(cell)``."""
+    print(f"{'sheet':<8}" + "".join(f"{SHORT_NAMES[a]:>14}" for a in CODED_ASPECTS))
     for sheet, aspects in results.items():
         cells = []
         for a in CODED_ASPECTS:
-            c = aspects[a]
-            acc = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:.1f}"
-            cells.append(f"{acc} ({c['correct']}/{c['scored']})")
+            share = aspects[a][share_key]
+            cells.append(f"{'-' if share is None else f'{100 * share:.1f}'} ({detail(aspects[a])})")
         print(f"{sheet:<8}" + "".join(f"{x:>14}" for x in cells))
+
+
+def print_table(results: dict) -> None:
+    _print_grid(results, "accuracy", lambda c: f"{c['correct']}/{c['scored']}")
     print("\ntext ceiling: share of scored rows whose report text states the gold code (no parser choices involved);"
           "\na row below it is coded against its own text (contradicts) or its text is silent on the aspect")
-    print(f"{'sheet':<8}" + "".join(f"{short[a]:>14}" for a in CODED_ASPECTS))
-    for sheet, aspects in results.items():
-        cells = []
-        for a in CODED_ASPECTS:
-            c = aspects[a]
-            ceiling = "-" if c["text_ceiling"] is None else f"{100 * c['text_ceiling']:.1f}"
-            cells.append(f"{ceiling} ({c['text_contradicts']}c/{c['text_silent']}s)")
-        print(f"{sheet:<8}" + "".join(f"{x:>14}" for x in cells))
+    _print_grid(results, "text_ceiling", lambda c: f"{c['text_contradicts']}c/{c['text_silent']}s")
     print("\nexcluded rows (blank / invalid code), coding defaults used, and confusions (gold -> predicted):")
     for sheet, aspects in results.items():
         for a in CODED_ASPECTS:
