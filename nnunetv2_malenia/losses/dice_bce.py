@@ -1,9 +1,9 @@
-"""Point-sampled sigmoid BCE and dice, shared by the matcher (pairwise costs) and the criterion (matched losses).
+"""Sigmoid BCE and dice, shared by the matcher (pairwise costs) and the criterion (matched losses).
 
-Masks are compared on a set of voxel indices instead of the full patch: a 128^3 patch has 2.1M voxels, and
-Q=16 tokens x 3 blocks x full-resolution BCE/dice (and their gradients) would dominate memory. Points are uniform
-random voxels (the same points for every token and instance of a sample, so pairwise costs are comparable); with
-fewer voxels than points, every voxel is used and the result is exact.
+By default masks are compared on every voxel (``points`` None: exact). Optionally on a set of voxel indices instead
+(Mask2Former's point sampling): uniform random voxels, the same for every token and instance of a sample so that
+pairwise costs stay comparable; with fewer voxels than points every voxel is used. See criterion.py for why the
+exact losses are the default.
 """
 from __future__ import annotations
 

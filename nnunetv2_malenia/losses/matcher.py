@@ -1,7 +1,7 @@
 """Hungarian matching of mask tokens to ground-truth instances (one-to-one, per sample), as in Mask2Former.
 
 cost[q, s] = cost_bce * BCE(mask_q, gt_s) + cost_dice * dice(mask_q, gt_s) + cost_sim * sim(q, s)
-- BCE and dice on the same uniformly sampled voxels (see dice_bce.py) so memory stays bounded at 128^3.
+- BCE and dice on every voxel (default), or on the same uniformly sampled voxels for all pairs (num_points).
 - sim(q, s) = -mean over the instance's positives k of log softmax_k(logit_scale * m_q . t) over the candidate
   columns: a token already close to a lesion's descriptions is preferred for that lesion, which keeps the
   assignment stable across iterations. An instance without positives gets sim 0.
@@ -22,7 +22,7 @@ Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 
 class HungarianMatcher:
     def __init__(self, cost_bce: float = 5.0, cost_dice: float = 5.0, cost_sim: float = 2.0,
-                 num_points: Optional[int] = 12544, *, row_aspect: Optional[torch.Tensor] = None,
+                 num_points: Optional[int] = None, *, row_aspect: Optional[torch.Tensor] = None,
                  multi_positive: bool = True, generator: Optional[torch.Generator] = None):
         """row_aspect [R] (optional): restricts the sim softmax to text_candidates(row_aspect, multi_positive);
         without it every column is a candidate (SlotAssigner passes its row_aspect per call).

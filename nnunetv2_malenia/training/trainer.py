@@ -50,8 +50,9 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     # Loss weights of Eq. 6 (lambda1..3, alpha1..2) and the ablation switches of Tables 3-4.
     malenia_loss_settings: Dict = dict(weight_deep=1.0, weight_sim=1.0, weight_seg=1.0, weight_bce=2.0,
                                        weight_dice=2.0, multi_scale=True, multi_positive=True)
-    # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2); points keep 128^3 patches affordable.
-    malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=12544)
+    # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2). num_points None: matcher and mask losses use
+    # every voxel (exact dice for lesions of a few dozen voxels; see losses/criterion.py for what sampling did).
+    malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=None)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
