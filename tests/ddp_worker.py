@@ -63,11 +63,14 @@ def run(rank: int, world_size: int, init_file: str, out: str, settings: dict) ->
         # As initialize(): buffers filled in place after wrapping. Rank 1 gets a DIFFERENT bank on purpose: DDP
         # must broadcast rank 0's buffers at the first forward, so both ranks train against the same text space.
         bank = F.normalize(torch.randn(R, D, generator=torch.Generator().manual_seed(7 + rank)), dim=1)
-        row_aspect = torch.tensor([a % 8 for a in range(16)] + [BANK_ASPECTS.index("paragraph")] * 2 + [8, 8])
+        # rows 0-15: the eight aspects of labels 1 and 2, 16-17 their paragraphs, 18-19 organ rows
+        row_aspect = torch.tensor([a % 8 for a in range(16)] + [BANK_ASPECTS.index("paragraph")] * 2
+                                  + [BANK_ASPECTS.index("organ")] * 2)
         with torch.no_grad():
             net.bank_embeddings.copy_(bank)
             net.row_aspect.copy_(row_aspect)
-            net.class_row_mask.copy_(torch.stack([torch.arange(R) < 8, (torch.arange(R) >= 8) & (torch.arange(R) < 16)]))
+            rows = torch.arange(R)
+            net.class_row_mask.copy_(torch.stack([rows < 8, (rows >= 8) & (rows < 16)]))     # [K, R]: rows 0-7, 8-15
 
         x, seg = rank_batch(rank)
         targets = instances_from_segmentation(seg, ["case_a", "case_b"], Lookup(), max_instances=15, num_rows=R)

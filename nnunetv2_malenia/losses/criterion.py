@@ -14,8 +14,8 @@ Point sampling (``num_points``: that many voxels per sample, ``foreground_fracti
 the same points for every block and the final masks) is kept for patches whose per-voxel loss terms do not fit;
 it saves less than it seems, since the [B, Q, *S] masks and their gradient exist either way. It is not the default
 because it biases the masks: with half of the points inside lesions that fill 0.5 % of a 48^3 phantom patch, every
-token's mask grew to cover 30-50 % of the patch after 300 iterations (Dice ~0.6 on the points, 0.01-0.08 on the volume),
-while the exact losses keep the masks empty early on, as nnU-Net's own training does at that stage.
+token's mask grew to cover 30-50 % of the patch after 300 iterations (Dice ~0.6 on the points, 0.01-0.08 on the
+volume), while the exact losses keep the masks empty early on, as nnU-Net's own training does at that stage.
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class MaleniaCriterion:
         call, every column is a candidate - paragraph rows then act as negatives too - and a warning says so.
         matcher: only used when __call__ gets indices=None. num_points None (default): every voxel, else that many
         sampled points per sample; foreground_fraction: share of those points drawn inside the instances (0: uniform
-        only); no_lesion_weight: MP-NCE weight of the tokens
-        matched to no lesion (Mask2Former's no-object weight 0.1; 1.0 is Eq. 2's plain average)."""
+        only); no_lesion_weight: MP-NCE weight of the tokens matched to no lesion (Mask2Former's no-object weight
+        0.1; 1.0 is Eq. 2's plain average)."""
         self.row_aspect = row_aspect
         self.weight_deep, self.weight_sim, self.weight_seg = float(weight_deep), float(weight_sim), float(weight_seg)
         self.weight_bce, self.weight_dice = float(weight_bce), float(weight_dice)
