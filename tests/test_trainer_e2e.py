@@ -203,6 +203,42 @@ def test_lesion_reports_describe_every_lesion_of_a_label_map(trained, tmp_path, 
     assert len(list((tmp_path / "overlays").glob("*.png"))) == len(components)
 
 
+def test_describe_given_masks_names_each_lesion_by_the_model(trained, tmp_path):
+    """--describe-masks: the reference lesions of the unseen test set are reported, none segmented; each lesion is
+    named by its top-ranked disease. A missing or misaligned mask is an error naming the file, before any work."""
+    import numpy as np
+
+    from nnunetv2_malenia.evaluation.lesions import lesion_components
+
+    root, env = trained
+    unseen = root / "unseen"
+    out = tmp_path / "described"
+    run_cli(env, "nnUNetv2_malenia_predict", "-i", str(unseen / "imagesTs"), "-o", str(out), "-m",
+            str(model_folder(root)), "-f", "0", "-device", "cpu", "--disable_tta", "--describe-masks",
+            str(unseen / "labelsTs"))
+    assert not list(out.glob("*.nii.gz")), "--describe-masks must not segment"
+    for mask in sorted((unseen / "labelsTs").glob("*.nii.gz")):
+        report = json.loads((out / "reports" / f"{mask.name[:-len('.nii.gz')]}.json").read_text())
+        components = lesion_components(sitk.GetArrayFromImage(sitk.ReadImage(str(mask))))
+        assert report["lesions_from"] == "given mask" and len(report["lesions"]) == len(components)
+        for lesion, comp in zip(report["lesions"], components):
+            assert lesion["label"] == comp.label and lesion["disease"] == lesion["diseases"][0]["name"]
+            assert set(lesion["attributes"]) == set(ASPECTS)
+
+    masks = tmp_path / "masks"
+    shutil.copytree(unseen / "labelsTs", masks)
+    first, second = sorted(masks.glob("*.nii.gz"))
+    first.unlink()
+    shifted = sitk.ReadImage(str(second))
+    shifted.SetOrigin(tuple(np.array(shifted.GetOrigin()) + 5.0))
+    sitk.WriteImage(shifted, str(second))
+    proc = run_cli(env, "nnUNetv2_malenia_predict", "-i", str(unseen / "imagesTs"), "-o", str(tmp_path / "bad"),
+                   "-m", str(model_folder(root)), "-f", "0", "-device", "cpu", "--describe-masks", str(masks),
+                   expect_ok=False)
+    assert proc.returncode == 2 and not (tmp_path / "bad").exists()
+    assert f"{first}: not found" in proc.stderr and f"{second}: origin" in proc.stderr
+
+
 def test_val_npz_and_ensemble(trained, tmp_path):
     root, env = trained
     run_cli(env, "nnUNetv2_train", "990", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--val", "--npz")

@@ -21,9 +21,12 @@ Conventions (see metrics.py, lesions.py and attribute_matching.py for the reason
 Lesion report schema (``REPORTS_DIR/CASE.json``, written by the zero-shot predictor)::
 
     {"case": str,
+     "lesions_from": "prediction" | "given mask",   # the label map, or the --describe-masks mask
      "scan": {"enhancement_status": {"value": key|null, "description": str, "score": float}},
      "lesions": [{"id": int,            # index in lesion_components(predicted label map)
-                  "label": int, "disease": str, "num_voxels": int, "volume_ml": float,
+                  "label": int,         # its label value
+                  "disease": str,       # the label's disease; for a given mask the top-ranked one
+                  "num_voxels": int, "volume_ml": float,
                   "centroid_mm": [x, y, z], "bbox_mm": {"min": [..], "max": [..]},
                   "attributes": {ASPECT: {"value": key|null, "description": str, "score": float}},  # 8 aspects
                   "diseases": [{"name": str, "score": float}, ...]}]}                              # ranked
@@ -358,19 +361,25 @@ def format_table(result: dict) -> str:
         lines.append(row(f"mean ({group})", "", str(len(d["diseases"])), d))
     lines.append("n: cases scored / cases (both empty = not scored); for means: diseases averaged. "
                  "les*: lesion detection precision / recall / F1")
-    reports = result.get("lesion_reports")
-    if reports:
-        lines.append("")
-        if "per_aspect" in reports:
-            lines.append(f"{'aspect':<18}  precision  recall   (predicted with value / reference with aspect)")
-            for aspect in ASPECTS:
-                a = reports["per_aspect"][aspect]
-                lines.append(f"{aspect:<18}  {_fmt(a['precision'])}    {_fmt(a['recall'])}   "
-                             f"({a['predicted_with_value']} / {a['reference_with_aspect']})")
-        ident = reports["disease_identification"]
-        lines.append(f"disease identification accuracy: {_fmt(ident['accuracy']).strip()} "
-                     f"({ident['correct']}/{ident['matched']} matched predicted lesions; "
-                     f"{reports['n_predicted_lesions']} predicted, {reports['n_reference_lesions']} reference)")
+    if result.get("lesion_reports"):
+        lines += ["", format_report_table(result)]
+    return "\n".join(lines)
+
+
+def format_report_table(result: dict) -> str:
+    """The lesion-report part of a result: attribute matching per aspect (Table 8) and disease identification."""
+    reports = result["lesion_reports"]
+    lines = []
+    if "per_aspect" in reports:
+        lines.append(f"{'aspect':<18}  precision  recall   (predicted with value / reference with aspect)")
+        for aspect in ASPECTS:
+            a = reports["per_aspect"][aspect]
+            lines.append(f"{aspect:<18}  {_fmt(a['precision'])}    {_fmt(a['recall'])}   "
+                         f"({a['predicted_with_value']} / {a['reference_with_aspect']})")
+    ident = reports["disease_identification"]
+    lines.append(f"disease identification accuracy: {_fmt(ident['accuracy']).strip()} "
+                 f"({ident['correct']}/{ident['matched']} matched predicted lesions; "
+                 f"{reports['n_predicted_lesions']} predicted, {reports['n_reference_lesions']} reference)")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
-"""Per-case lesion reports from a written zero-shot label map.
+"""Per-case lesion reports from a written zero-shot label map, or from lesion masks the user gives.
 
-Lesions are the connected components of the label map nnU-Net wrote (what the user sees). To ask the tokens about a
+Lesions are the connected components of the label map nnU-Net wrote (what the user sees), or of a given mask
+(``naming="model"``: the mask's label values name no disease, so each lesion's ``disease`` is the model's top-ranked
+one). To ask the tokens about a
 lesion, the image and a map of lesion ids go through nnU-Net's own preprocessing (transpose, crop, resample: the
 exact mapping the network saw), and one patch of the plan's size around each lesion is run through every fold.
 Costs one extra preprocessing per case and one forward pass per lesion and fold.
@@ -22,6 +24,7 @@ from nnunetv2_malenia.inference.lesion_description import RegionScores, aspect_r
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
 REPORT_FORMAT = 1
+NAMINGS = ("label", "model")
 
 
 def _patch_slices(center: Sequence[int], patch: Sequence[int], shape: Sequence[int]) -> tuple:
@@ -122,7 +125,10 @@ class LesionReporter:
         text = self.bank.texts[row]
         return {"value": self.vocab.key_of_text(aspect, text), "description": text, "score": round(score, 4)}
 
-    def report(self, case: str, image_files: List[str], seg_file: str) -> dict:
+    def report(self, case: str, image_files: List[str], seg_file: str, naming: str = "label") -> dict:
+        """naming "label": ``seg_file`` is a zero-shot label map (value k = the k-th disease); "model": it is a
+        lesion mask with labels of its own, and each lesion is named by the model's top-ranked disease."""
+        assert naming in NAMINGS, f"naming must be one of {NAMINGS}; got {naming!r}"
         seg_img = sitk.ReadImage(seg_file)
         seg = sitk.GetArrayFromImage(seg_img)                                    # [Z, Y, X]
         components = lesion_components(seg)
@@ -131,17 +137,21 @@ class LesionReporter:
         diseases = self.classes.diseases
         lesions = []
         for comp in components:
-            entry = {"id": comp.id, "label": int(comp.label), "disease": diseases[comp.label - 1],
+            entry = {"id": comp.id, "label": int(comp.label),
+                     "disease": diseases[comp.label - 1] if naming == "label" else None,
                      **_world_geometry(comp, seg_img)}
             s = scores.get(comp.id + 1)
             if s is not None:
                 entry["attributes"] = {a: self._attribute_entry(a, *s.best_rows()[a]) for a in ASPECTS
                                        if a in s.best_rows()}
                 entry["diseases"] = [{"name": n, "score": round(v, 4)} for n, v in s.ranked_diseases(diseases)]
+                if naming == "model":
+                    entry["disease"] = entry["diseases"][0]["name"]
             else:
                 entry["attributes"], entry["diseases"] = {}, []
             lesions.append(entry)
         return {"format_version": REPORT_FORMAT, "case": case, "segmentation": str(seg_file),
+                "lesions_from": "prediction" if naming == "label" else "given mask",
                 "scan": {"enhancement_status": self._scan_enhancement(lesions)}, "lesions": lesions}
 
     @staticmethod
@@ -161,8 +171,8 @@ class LesionReporter:
         return {"value": texts[best]["value"], "description": texts[best]["description"],
                 "score": round(votes[best] / max(sum(votes.values()), 1e-8), 4)}
 
-    def write(self, case: str, image_files: List[str], seg_file: str, out_json: Path) -> dict:
-        report = self.report(case, image_files, seg_file)
+    def write(self, case: str, image_files: List[str], seg_file: str, out_json: Path, naming: str = "label") -> dict:
+        report = self.report(case, image_files, seg_file, naming)
         write_json_atomic(report, out_json)
         if self.overlay_folder is not None and report["lesions"]:
             from nnunetv2_malenia.inference.overlay import write_overlays

@@ -5,6 +5,11 @@
 
 Writes OUT/CASE.nii.gz label maps whose labels are the knowledge table's diseases (OUT/dataset.json names them),
 OUT/reports/CASE.json per case, and with --overlay OUT/overlays/CASE_lesionN.png.
+
+    nnUNetv2_malenia_predict -i IMAGES -o OUT -m MODEL_FOLDER --describe-masks MASKS
+
+segments nothing: it reports the lesions of the given masks (MASKS/CASE.nii.gz, on each image's grid; every
+connected component of every nonzero label is a lesion), each named by the model's top-ranked disease.
 """
 from __future__ import annotations
 
@@ -12,12 +17,13 @@ import argparse
 import multiprocessing
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
-from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
+from nnunetv2_malenia.attributes.schema import read_json
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
 REPORTS_SUBFOLDER = "reports"
@@ -42,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--diseases", nargs="+", help="restrict the output classes to these diseases")
     p.add_argument("--overlay", action="store_true", help="write a PNG of each lesion's central slice")
     p.add_argument("--no-reports", action="store_true", help="label maps only")
+    p.add_argument("--describe-masks", metavar="MASKS_DIR",
+                   help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
     p.add_argument("-step_size", type=float, default=0.5)
     p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, slightly worse)")
     p.add_argument("--save_probabilities", action="store_true")
@@ -88,9 +96,46 @@ def input_cases(folder: str, file_ending: str) -> dict:
     return dict(zip(ids, create_lists_from_splitted_dataset_folder(folder, file_ending, ids)))
 
 
+def _geometry(path: str) -> dict:
+    """Size, spacing, origin and direction from the file header (as evaluate.read_label_map reports them)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    return {"size": tuple(int(v) for v in reader.GetSize()), "spacing": reader.GetSpacing(),
+            "origin": reader.GetOrigin(), "direction": reader.GetDirection()}
+
+
+def given_masks(cases: dict, folder: str, file_ending: str) -> Dict[str, Path]:
+    """case -> the mask --describe-masks reports on; every case needs one, on the grid of its first image."""
+    from nnunetv2_malenia.evaluation.evaluate import geometry_problems, read_label_map
+
+    problems: List[Problem] = []
+    masks = {}
+    for case, files in sorted(cases.items()):
+        mask = Path(folder) / f"{case}{file_ending}"
+        if not mask.is_file():
+            problems.append(Problem(str(mask), "", f"not found: --describe-masks needs a mask for every input case "
+                                                   f"({case})"))
+            continue
+        _, geometry = read_label_map(str(mask), problems)
+        if geometry is not None:
+            problems += geometry_problems(files[0], _geometry(files[0]), str(mask), geometry)
+        masks[case] = mask
+    raise_if_problems(problems)
+    return masks
+
+
 def predict(args) -> List[dict]:
     from nnunetv2_malenia.inference.lesion_report import LesionReporter
     from nnunetv2_malenia.inference.predictor import MaleniaPredictor
+
+    # Inputs first (cheap, and a mistake should not wait for the model to load).
+    model_folder = _model_folder(args)
+    file_ending = read_json(Path(model_folder) / "dataset.json", "model dataset.json")["file_ending"]
+    cases = input_cases(args.i, file_ending)
+    masks = given_masks(cases, args.describe_masks, file_ending) if args.describe_masks else None
 
     # nnU-Net resolves the checkpoint's trainer by name: make the shim folder visible without asking the user.
     os.environ.setdefault("nnUNet_extTrainer", str(SHIM_FOLDER))
@@ -99,22 +144,25 @@ def predict(args) -> List[dict]:
                                  perform_everything_on_device=device.type == "cuda", device=device,
                                  allow_tqdm=True)
     folds = [f if f == "all" else int(f) for f in args.f] if args.f else None
-    predictor.initialize_from_trained_model_folder(_model_folder(args), folds, args.chk)
+    predictor.initialize_from_trained_model_folder(model_folder, folds, args.chk)
     classes = predictor.prepare_zero_shot(args.knowledge_table, args.diseases, device="cpu")
     print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}")
 
     out = Path(args.o)
-    cases = input_cases(args.i, predictor.dataset_json["file_ending"])
-    predictor.predict_from_files(args.i, str(out), save_probabilities=args.save_probabilities,
-                                 overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
-                                 num_processes_segmentation_export=args.nps)
-    if args.no_reports:
-        return []
+    if masks is not None:
+        lesion_maps, naming = masks, "model"
+    else:
+        predictor.predict_from_files(args.i, str(out), save_probabilities=args.save_probabilities,
+                                     overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
+                                     num_processes_segmentation_export=args.nps)
+        if args.no_reports:
+            return []
+        lesion_maps, naming = {case: out / f"{case}{file_ending}" for case in cases}, "label"
     reporter = LesionReporter(predictor, out / OVERLAYS_SUBFOLDER if args.overlay else None)
     reports = []
     for case, files in tqdm(sorted(cases.items()), desc="lesion reports"):
-        seg_file = out / f"{case}{predictor.dataset_json['file_ending']}"
-        reports.append(reporter.write(case, files, str(seg_file), out / REPORTS_SUBFOLDER / f"{case}.json"))
+        reports.append(reporter.write(case, files, str(lesion_maps[case]), out / REPORTS_SUBFOLDER / f"{case}.json",
+                                      naming))
     n_lesions = sum(len(r["lesions"]) for r in reports)
     print(f"{len(reports)} case(s), {n_lesions} lesion(s); reports in {out / REPORTS_SUBFOLDER}")
     return reports
