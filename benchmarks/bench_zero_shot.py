@@ -91,7 +91,8 @@ PROFILES: Dict[str, Profile] = {
     "quick": Profile(train_cases=24, seen_test_cases=4, unseen_train_cases=24, unseen_test_cases=8, size=40,
                      spacing=8.4, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
                      baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu",
-                     description="short CPU schedule on small volumes (< 60 min on 2 cores): modest Dice"),
+                     description="CPU check of the pipeline and the cost ratios on small volumes (about 20 min on 2 "
+                                 "cores); 300 iterations are too short for any arm to segment these lesions"),
     "full": Profile(train_cases=200, seen_test_cases=20, unseen_train_cases=200, unseen_test_cases=60, size=96,
                     spacing=3.5, malenia_trainer="nnUNetTrainerMalenia_250epochs",
                     baseline_trainer="nnUNetTrainer_250epochs", device="cuda", tta=True,
@@ -225,6 +226,18 @@ def evaluate(reference: Path, prediction: Path, dataset: Path, reports: bool = F
                               nsd_tolerance_mm=NSD_TOLERANCE_MM, num_processes=1, progress=False, **extra)
     result.pop("per_case")                       # the report keeps per-disease means; per-case rows are in work/
     return result
+
+
+def evaluate_naming(dataset: Path, reports: Path) -> dict:
+    """Attribute matching and disease identification of reports on the reference lesions themselves (the label maps
+    are their own prediction, so every lesion is matched): how well the model names lesions it is shown."""
+    from nnunetv2_malenia.evaluation.evaluate import evaluate_folders
+
+    labels = dataset / "labelsTs"
+    return evaluate_folders(labels, labels, reference_dataset_json=dataset / "dataset.json",
+                            prediction_dataset_json=dataset / "dataset.json",
+                            attributes_file=dataset / "malenia_attributes_test.json", reports_dir=reports,
+                            nsd_tolerance_mm=NSD_TOLERANCE_MM, num_processes=1, progress=False)["lesion_reports"]
 
 
 # ----------------------------------------------------------------------------------------------------------- cost
@@ -375,6 +388,11 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
             # be mistaken for sliding-window time.
             bench.measured(f"predict {arm} on C test", *zero_shot, "--no-reports")
             bench.measured(f"lesion reports {arm} on C test", *zero_shot, "--continue_prediction")
+            # naming apart from finding: the model describes the true lesions of C's test set (masks given)
+            bench.step(f"describe reference lesions {arm} on C test", "nnUNetv2_malenia_predict", "-i",
+                       str(C / "imagesTs"), "-o", str(pred / f"{arm}_reference_lesions"), "-m",
+                       str(bench.model(SEEN_ID, trainer)), "-f", p.fold, "-device", p.device,
+                       "--describe-masks", str(C / "labelsTs"))
     if p.per_class_arm:
         # Seen lesions: Malenia restricted to A's diseases, the per-class baseline knows exactly those
         bench.measured("predict malenia on A test", "nnUNetv2_malenia_predict", "-i", str(A / "imagesTs"), "-o",
@@ -392,9 +410,11 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
                     for arm in arms if arm != "per_class"}
         seen = {arm: evaluate(A / "labelsTs", pred / f"{arm}_seen", A) for arm in ("malenia", "per_class")} \
             if p.per_class_arm else {}
-        return ev, agnostic, seen
+        naming = {arm: evaluate_naming(C, pred / f"{arm}_reference_lesions" / "reports")
+                  for arm in arms if arm == "malenia" or arm in p.ablations}
+        return ev, agnostic, seen, naming
 
-    evaluations, agnostic, seen = bench.timed("evaluate", score)
+    evaluations, agnostic, seen, naming = bench.timed("evaluate", score)
     size96 = bench.timed("params and FLOPs at 96^3", network_size_96)
     epochs = {arm: epoch_times(bench.model(d, t), p.fold) for arm, (d, t) in arms.items()}
     gpu = bench.timed("GPU train steps in-process", gpu_step_cost, bench.model(SEEN_ID, p.malenia_trainer)) \
@@ -403,7 +423,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
     from zero_shot_report import assemble, write_report
 
     result = assemble(profile_name=profile_name, profile=asdict(p), arms=arms, names=NAMES, C_labels=lesion_labels(C),
-                      A_labels=lesion_labels(A), evaluations=evaluations, agnostic=agnostic, seen=seen,
+                      A_labels=lesion_labels(A), evaluations=evaluations, agnostic=agnostic, seen=seen, naming=naming,
                       epochs=epochs, gpu=gpu, rss=bench.rss, times=bench.times, size96=size96, hardware=hardware(),
                       versions=versions(), seeds=SEEDS, nsd_tolerance_mm=NSD_TOLERANCE_MM,
                       total_s=time.time() - started, work=str(work))

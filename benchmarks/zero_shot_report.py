@@ -33,8 +33,8 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b else None
 
 
-def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluations, agnostic, seen, epochs, gpu, rss,
-             times, size96, hardware, versions, seeds, nsd_tolerance_mm, total_s, work) -> dict:
+def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluations, agnostic, seen, naming, epochs,
+             gpu, rss, times, size96, hardware, versions, seeds, nsd_tolerance_mm, total_s, work) -> dict:
     zero_shot_arms = [a for a in arms if a != "per_class"]
     unseen: Dict[str, dict] = {}
     for disease in C_labels:
@@ -81,7 +81,7 @@ def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluati
         "nsd_tolerance_mm": nsd_tolerance_mm,
         "quality": {"unseen_per_disease": unseen, "unseen_mean": mean,
                     "class_agnostic_lesion": {arm: agnostic[arm]["lesion"] for arm in zero_shot_arms},
-                    "seen_per_disease": seen_rows, "lesion_reports": reports,
+                    "seen_per_disease": seen_rows, "lesion_reports": reports, "naming_reference_lesions": naming,
                     "detection": {arm: evaluations[arm]["summary"]["all"]["detection"] for arm in zero_shot_arms
                                   if evaluations.get(arm)}},
         "cost": cost, "wall_times_s": times, "total_wall_s": total_s, "work": work,
@@ -100,6 +100,20 @@ def _f(value, digits: int = 3) -> str:
 
 def _table(header: List[str], rows: List[List[str]]) -> List[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _report_lines(rep: dict) -> List[str]:
+    """Attribute matching per aspect and disease identification of one arm's lesion reports."""
+    lines = []
+    if "per_aspect" in rep:
+        lines += _table(["aspect", "precision", "recall", "predicted with value", "reference with aspect"],
+                        [[a, _f(rep["per_aspect"][a]["precision"]), _f(rep["per_aspect"][a]["recall"]),
+                          str(rep["per_aspect"][a]["predicted_with_value"]),
+                          str(rep["per_aspect"][a]["reference_with_aspect"])] for a in ASPECTS])
+    ident = rep["disease_identification"]
+    return lines + ["", f"Disease identification accuracy: {_f(ident['accuracy'])} ({ident['correct']}/"
+                        f"{ident['matched']} matched predicted lesions; {rep['n_predicted_lesions']} predicted, "
+                        f"{rep['n_reference_lesions']} reference lesions)"]
 
 
 def markdown(r: dict, plots: List[str]) -> str:
@@ -151,16 +165,12 @@ def markdown(r: dict, plots: List[str]) -> str:
         lines += ["", "Seen-lesion comparison: not in this profile (no per-class arm)."]
     for arm, rep in q["lesion_reports"].items():
         lines += ["", f"### Lesion reports of {_title(arm)}: attribute matching (Table 8) and disease identification",
-                  ""]
-        if "per_aspect" in rep:
-            lines += _table(["aspect", "precision", "recall", "predicted with value", "reference with aspect"],
-                            [[a, _f(rep["per_aspect"][a]["precision"]), _f(rep["per_aspect"][a]["recall"]),
-                              str(rep["per_aspect"][a]["predicted_with_value"]),
-                              str(rep["per_aspect"][a]["reference_with_aspect"])] for a in ASPECTS])
-        ident = rep["disease_identification"]
-        lines += ["", f"Disease identification accuracy: {_f(ident['accuracy'])} ({ident['correct']}/"
-                      f"{ident['matched']} matched predicted lesions; {rep['n_predicted_lesions']} predicted, "
-                      f"{rep['n_reference_lesions']} reference lesions)"]
+                  ""] + _report_lines(rep)
+    for arm, rep in q.get("naming_reference_lesions", {}).items():
+        lines += ["", f"### Naming the true unseen lesions: {_title(arm)} describes C's reference masks", "",
+                  "`nnUNetv2_malenia_predict --describe-masks`: every reference lesion is shown to the model, so this "
+                  "scores naming apart from finding (attributes per aspect and the top-ranked disease).", ""]
+        lines += _report_lines(rep)
 
     lines += ["", "## Cost (same run, same machine)", "",
               f"Epoch times from nnU-Net's training log (median, first epoch left out); every arm runs the same "

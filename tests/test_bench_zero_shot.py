@@ -59,6 +59,10 @@ def test_every_arm_has_numbers(report):
     assert set(reports["per_aspect"]) == {"enhancement_status", "location", "shape", "density", "density_variation",
                                           "surface", "relationship", "specific_features"}
     assert "accuracy" in reports["disease_identification"]
+    # naming the reference lesions: every reference lesion is described and matched (its own mask)
+    naming = q["naming_reference_lesions"]["malenia"]
+    assert naming["n_predicted_lesions"] == naming["n_reference_lesions"] > 0
+    assert naming["disease_identification"]["matched"] == naming["n_reference_lesions"]
     n = c["network_96"]
     assert n["patch_size"] == [96, 96, 96] and n["malenia"]["params"] > n["plain"]["params"] > 0
     assert n["malenia"]["flops"] > n["plain"]["flops"] > 0
