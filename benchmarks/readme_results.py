@@ -1,11 +1,11 @@
 """Write README's generated Results blocks from actual run outputs, so no number there is typed by hand.
 
     python benchmarks/readme_results.py --benchmark docs/results/quick \
-        --block demo-cpu=malenia_demo/results.md --block predict-speed=docs/results/predict_speed.md
+        --block demo-cpu=docs/results/demo_cpu.md --block predict-speed=docs/results/predict_speed.md
 
 A block is the text between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in README.md:
 - ``--benchmark REPORT_DIR`` fills ``benchmark-PROFILE`` with sections of the report that ``bench_zero_shot.py
-  --out REPORT_DIR`` wrote (benchmark.md), headings demoted to fit under README's Results heading, and a link to it;
+  --out REPORT_DIR`` wrote (benchmark.md) as level-4 headings under README's profile heading, and a link to it;
 - ``--block NAME=FILE`` fills block NAME with a markdown file a tool wrote as it is: the results.md of
   ``nnUNetv2_malenia_demo``, the .md of ``bench_predict.py --out``.
 README.md is replaced atomically; a missing marker pair is an error naming it (add the markers where the block goes).
@@ -25,15 +25,15 @@ BENCHMARK_SECTIONS = ("Unseen diseases", "Class-agnostic lesion segmentation", "
                       "Naming the true unseen lesions", "Cost (same run, same machine)")
 
 
-def sections(markdown: str, wanted: Sequence[str], demote: int) -> List[str]:
-    """The ``#``-headed sections whose title starts with one of ``wanted``, headings demoted by ``demote`` levels."""
+def sections(markdown: str, wanted: Sequence[str], level: int) -> List[str]:
+    """The ``#``-headed sections whose title starts with one of ``wanted``, every heading set to ``level``."""
     out, keep = [], False
     for line in markdown.splitlines():
         heading = re.match(r"^(#+)\s+(.*)$", line)
         if heading:
             keep = any(heading.group(2).startswith(w) for w in wanted)
             if keep:
-                line = "#" * min(len(heading.group(1)) + demote, 6) + " " + heading.group(2)
+                line = "#" * level + " " + heading.group(2)
         if keep:
             out.append(line)
     return out
@@ -44,10 +44,11 @@ def benchmark_block(report_dir: Path) -> str:
     lines = md.splitlines()
     # the report's header paragraph (what was run, on what) up to its first section
     first = next(i for i, line in enumerate(lines) if line.startswith("## "))
-    header = [line for line in lines[1:first] if line.strip()]
+    header = "\n".join(lines[1:first]).strip()
     link = os.path.relpath(report_dir / "benchmark.md", REPO)
-    body = sections(md, BENCHMARK_SECTIONS, demote=2)
-    return "\n".join(header + ["", f"Full report with plots: [{link}]({link}).", ""] + body).strip() + "\n"
+    # under README's "### ... profile" heading
+    body = sections(md, BENCHMARK_SECTIONS, level=4)
+    return "\n".join([header, "", f"Full report with plots: [{link}]({link}).", ""] + body).strip() + "\n"
 
 
 def replace_block(readme: str, name: str, content: str) -> str:
