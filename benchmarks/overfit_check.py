@@ -26,26 +26,22 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from nnunetv2_malenia.evaluation.metrics import dice
+
 
 def load_batch(preprocessed: Path, data_identifier: str, cases: int):
-    """[B, C, *S] float32 data, [B, 1, *S] int16 segmentation and the case ids of the first ``cases`` cases.
-    All cases must share one shape (whole phantom volumes do)."""
-    import blosc2
+    """[B, C, *S] float32 data, [B, 1, *S] int16 segmentation and the case ids of the first ``cases`` cases,
+    read with nnU-Net's own dataset class (blosc2 or numpy, whichever the preprocessing wrote). All cases must share
+    one shape (whole phantom volumes do)."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-    folder = preprocessed / data_identifier
-    ids = sorted(p.name[: -len(".b2nd")] for p in folder.glob("*.b2nd") if not p.name.endswith("_seg.b2nd"))[:cases]
-    data = np.stack([blosc2.open(str(folder / f"{c}.b2nd"))[:] for c in ids]).astype(np.float32)
-    seg = np.stack([blosc2.open(str(folder / f"{c}_seg.b2nd"))[:] for c in ids]).astype(np.int16)
+    folder = str(preprocessed / data_identifier)
+    dataset = infer_dataset_class(folder)(folder)
+    ids = dataset.identifiers[:cases]
+    loaded = [dataset.load_case(c)[:2] for c in ids]                            # (data, seg) per case
+    data = np.stack([np.asarray(d) for d, _ in loaded]).astype(np.float32)
+    seg = np.stack([np.asarray(g) for _, g in loaded]).astype(np.int16)
     return torch.from_numpy(data), torch.from_numpy(seg), np.array(ids)
-
-
-def dice_per_label(pred: np.ndarray, seg: np.ndarray, labels: Sequence[int]) -> dict:
-    out = {}
-    for v in labels:
-        p, g = pred == v, seg == v
-        if g.any() or p.any():
-            out[int(v)] = float(2 * (p & g).sum() / (p.sum() + g.sum()))
-    return out
 
 
 @torch.no_grad()
@@ -58,8 +54,9 @@ def evaluate(trainer, data: torch.Tensor, seg: torch.Tensor) -> dict:
     network.train()
     pred = logits.argmax(1).cpu().numpy()                           # [B, *S]
     target = seg[:, 0].numpy()                                       # [B, *S]
-    labels = [v for v in np.unique(target) if v > 0]
-    return {"dice": dice_per_label(pred, target, labels), "foreground_share": float((pred > 0).mean()),
+    # per label present in the reference or the prediction
+    dice_of = {int(v): dice(target == v, pred == v) for v in np.union1d(np.unique(target), np.unique(pred)) if v > 0}
+    return {"dice": dice_of, "foreground_share": float((pred > 0).mean()),
             "reference_share": float((target > 0).mean())}
 
 
