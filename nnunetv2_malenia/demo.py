@@ -10,8 +10,8 @@
     the same on the held-out seen test set              nnUNetv2_malenia_predict + nnUNetv2_malenia_evaluate
     naming the true unseen lesions (masks given)        nnUNetv2_malenia_predict --describe-masks + evaluate
 
-Profiles: ``cpu`` (default; fits in well under 30 minutes on 2 cores, small volumes and a short schedule, so expect
-modest Dice) and ``gpu`` (larger volumes, nnU-Net-like schedule, for one GPU).
+Profiles: ``cpu`` (default; about 12 minutes on 2 cores: small volumes and 300 iterations, which segment nothing
+yet, for Malenia as for plain nnU-Net: it shows the pipeline) and ``gpu`` (larger volumes, 250 epochs, one GPU).
 """
 from __future__ import annotations
 
