@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=3, default=(64, 64, 64), metavar=("X", "Y", "Z"))
     p.add_argument("--spacing", type=float, nargs=3, default=(5.0, 5.0, 5.0), metavar=("X", "Y", "Z"),
                    help="voxel spacing in mm")
+    p.add_argument("--min-lesion-radius", type=float, default=1.5, metavar="VOXELS",
+                   help="smallest lesion radius in voxels (default 1.5; the CPU regime uses 3)")
     p.add_argument("--name", default="MaleniaPhantom")
     p.add_argument("--with-unlabeled-unseen", action="store_true",
                    help="seen split: also render unseen lesions, unlabelled (background)")
@@ -52,6 +54,8 @@ def run(args) -> Path:
         problems.append(Problem("", "--size", "each dimension must be at least 16 voxels"))
     if min(args.spacing) <= 0:
         problems.append(Problem("", "--spacing", "must be positive"))
+    if args.min_lesion_radius < 1:
+        problems.append(Problem("", "--min-lesion-radius", "must be at least 1 voxel"))
     if args.cases < 1 or args.test_cases < 0:
         problems.append(Problem("", "--cases", "need at least one training case and no negative test cases"))
     if bool(args.background) != bool(args.organs):
@@ -62,6 +66,7 @@ def run(args) -> Path:
     labelled, unlabelled = split_diseases(table, args.split, args.with_unlabeled_unseen)
     config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing), labelled=labelled,
                            unlabelled=unlabelled, organ_labels=args.organ_labels, seed=args.seed,
+                           min_lesion_radius=args.min_lesion_radius,
                            background=args.background, organs=args.organs)
     if args.background:
         from nnunetv2_malenia.phantoms.dataset import restrict_to_background

@@ -22,6 +22,9 @@ class PhantomConfig:
     seed: int = 0
     background: Optional[str] = None                          # real-anatomy mode: CT file ...
     organs: Optional[str] = None                              # ... and its organ mask folder
+    # Smallest lesion radius in voxels. 1.5 renders stones and small lesions as they come (a few dozen voxels);
+    # short CPU schedules need 3 (see README, "CPU regime"): at 7 mm a 1.5-voxel lesion is 27 voxels in 110,592.
+    min_lesion_radius: float = 1.5
 
 
 @dataclass
@@ -87,7 +90,7 @@ def generate_case(diseases: Mapping[str, Disease], config: PhantomConfig, case_i
         radius = float(rng.uniform(0.03, 0.09)) * min_dim
         if attrs["location"] == "gallbladder_lumen" or attrs["density"] == "markedly_hyperdense":
             radius = min(radius, 0.04 * min_dim)      # stones are small
-        lesion = render_lesion(image, anatomy, diseases[name], attrs, max(radius, 1.5), rng)
+        lesion = render_lesion(image, anatomy, diseases[name], attrs, max(radius, config.min_lesion_radius), rng)
         case.lesions.append((name, lesion.center, lesion.attributes))
         if name in config.labelled:
             label[lesion.label_mask] = names.index(name) + 1
