@@ -5,7 +5,7 @@ The GPU schedule needs no class here: nnU-Net's own ``nnUNetTrainer_250epochs`` 
 """
 from __future__ import annotations
 
-from nnunetv2_malenia.training.schedule import CPU_DEMO, SMOKE_2x2, TESTS_5x4, ScheduledTrainer
+from nnunetv2_malenia.training.schedule import CPU_ADAMW, CPU_DEMO, SMOKE_2x2, TESTS_5x4, ScheduledTrainer
 
 
 class nnUNetTrainer_2epochs_2iters(ScheduledTrainer):
@@ -19,5 +19,6 @@ class nnUNetTrainer_5epochs_4iters(ScheduledTrainer):
 
 
 class nnUNetTrainer_CPUDemo(ScheduledTrainer):
-    """Matches nnUNetTrainerMalenia_CPUDemo."""
+    """Matches nnUNetTrainerMalenia_CPUDemo (schedule and optimizer)."""
     schedule = CPU_DEMO
+    adamw = CPU_ADAMW

@@ -5,11 +5,8 @@ The ablation variants follow Tables 3-4 of the paper; each trains into its own r
 """
 from __future__ import annotations
 
-from torch.optim import AdamW
-
-from nnunetv2_malenia.training.paper_optimizer import (PAPER_LR, PAPER_WEIGHT_DECAY, WarmupCosineLRScheduler,
-                                                       warmup_epochs_for)
-from nnunetv2_malenia.training.schedule import CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4
+from nnunetv2_malenia.training.paper_optimizer import PAPER_ADAMW
+from nnunetv2_malenia.training.schedule import CPU_ADAMW, CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
 
 
@@ -29,9 +26,10 @@ class nnUNetTrainerMalenia_2epochs_2iters(nnUNetTrainerMalenia):
 
 
 class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
-    """The demo's CPU schedule: 25 epochs of 12 iterations (about 12 minutes on 2 cores at a 48^3 patch).
-    Long enough to show the pipeline and a learning curve, far too short for good Dice: use a GPU schedule for that."""
+    """The CPU regime (demo and quick benchmark): 40 epochs of 25 iterations with AdamW 1e-3, warm-up then cosine;
+    train it on the halved-width ``3d_cpu`` configuration (nnUNetv2_malenia_cpu_plans). README, "CPU regime"."""
     schedule = CPU_DEMO
+    adamw = CPU_ADAMW
 
 
 class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
@@ -42,11 +40,7 @@ class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
 class nnUNetTrainerMalenia_AdamW(nnUNetTrainerMalenia):
     """The paper's optimizer (Sec. 4.1) instead of nnU-Net's SGD: AdamW lr 1e-4, weight decay 1e-5, 40 warm-up
     epochs (a fifth of shorter schedules), then cosine decay."""
-
-    def configure_optimizers(self):
-        optimizer = AdamW(self.network.parameters(), lr=PAPER_LR, weight_decay=PAPER_WEIGHT_DECAY)
-        scheduler = WarmupCosineLRScheduler(optimizer, PAPER_LR, self.num_epochs, warmup_epochs_for(self.num_epochs))
-        return optimizer, scheduler
+    adamw = PAPER_ADAMW
 
 
 class nnUNetTrainerMalenia_AdamW_250epochs(nnUNetTrainerMalenia_AdamW):
