@@ -180,7 +180,23 @@ def test_dense_logits_formula():
     m = masks.sigmoid()[0]                                               # [Q, N]
     fg = p[:, 1:].T @ m                                                  # [K, N]
     bg = (1 - fg.sum(0, keepdim=True)).clamp_min(0)
-    assert torch.allclose(dense_logits(class_logits, masks)[0], torch.log(torch.cat((bg, fg)) + 1e-6))
+    assert torch.allclose(dense_logits(class_logits, masks, "joint")[0], torch.log(torch.cat((bg, fg)) + 1e-6))
+    # lesion first: L = sum_q (1 - p0_q) m_q, all of it to the best disease of the voxel
+    lesion = ((1 - p[:, :1]).T @ m).clamp_max(1)                          # [1, N]
+    winner = torch.nn.functional.one_hot(fg.argmax(0), 2).T.float()        # [K, N]
+    expected = torch.log(torch.cat((1 - lesion, winner * lesion)) + 1e-6)
+    assert torch.allclose(dense_logits(class_logits, masks)[0], expected, atol=1e-6)
+
+
+def test_lesion_first_keeps_a_confident_lesion_that_two_diseases_share():
+    """A token sure of 'lesion' (p0 = 0.02) with mask probability 0.6, split evenly between two diseases of one
+    organ: the joint rule gives background (bg 1 - 0.98 * 0.6 = 0.41 > fg 0.49 * 0.6 = 0.29), lesion-first labels
+    it (L = 0.59 > 0.5)."""
+    class_logits = torch.log(torch.tensor([[[0.02, 0.49, 0.49]]]))        # [1, 1, 3]
+    masks = torch.full((1, 1, 1), float(torch.logit(torch.tensor(0.6))))  # m = 0.6
+    joint = dense_logits(class_logits, masks, "joint")[0, :, 0].argmax()
+    first = dense_logits(class_logits, masks)[0, :, 0].argmax()
+    assert int(joint) == 0 and int(first) in (1, 2)
 
 
 def test_set_text_bank_and_class_rows_with_new_sizes():

@@ -29,38 +29,69 @@ NUM_ASPECTS = len(ASPECTS)                        # A = 8 CMKI slots, BANK_ASPEC
 PARAGRAPH_INDEX = BANK_ASPECTS.index(PARAGRAPH_ASPECT)
 # Logit of a class without any bank row: finite (fp16-safe) so softmax/CE never see -inf - -inf.
 NO_ROWS_LOGIT = -1.0e4
-DEFAULT_TOKEN_DIM = 192                           # keeps the 96^3 6-stage plan within +15 % parameters/time
+DEFAULT_TOKEN_DIM = 192                           # the widest token space token_dim_for gives
 
 
-def dense_logits(class_logits: torch.Tensor, pred_masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Semantic logits from token classes and masks: [B,Q,K+1], [B,Q,*S] -> [B,K+1,*S] (fp32).
+def token_dim_for(bottleneck_channels: int, num_heads: int) -> int:
+    """Token (and text-space) width that grows with the plan: a quarter of the U-Net's bottleneck channels, between
+    32 and 192, a multiple of ``num_heads``. The heads' parameters grow with its square (48 C^2 in the decoder
+    blocks alone), so a fixed width would dominate a narrow CPU plan: 192 on the 16..128 plan of ``3d_cpu`` tripled
+    the network; a quarter of the bottleneck keeps MaleniaNet near +10 % of the plain U-Net from the 16..128 plan
+    to the 32..320 one (benchmarks/bench_network.py)."""
+    width = min(DEFAULT_TOKEN_DIM, max(32, int(bottleneck_channels) // 4))
+    return max(num_heads, width - width % num_heads)
 
-    fg_k = sum_q p(k|q) sigmoid(mask_q); bg = relu(1 - sum_k fg_k); log(. + eps) so nnU-Net's softmax returns
-    the normalised probabilities.
+
+INFERENCE_RULES = ("lesion_first", "joint")
+
+
+def dense_logits(class_logits: torch.Tensor, pred_masks: torch.Tensor, rule: str = "lesion_first",
+                 eps: float = 1e-6) -> torch.Tensor:
+    """Semantic logits from token classes and masks: [B,Q,K+1], [B,Q,*S] -> [B,K+1,*S] (fp32); nnU-Net's softmax
+    of them returns the probabilities below, its argmax the label.
+
+    Per voxel, with p(k|q) the token's class softmax (k = 0: no lesion) and m_q = sigmoid(mask_q):
+    fg_k = sum_q p(k|q) m_q (disease evidence), L = min(1, sum_q (1 - p(0|q)) m_q) (lesion probability).
+
+    * ``lesion_first`` (default; the paper segments, then names): P(bg) = 1 - L, the best disease k* = argmax_k fg_k
+      gets P = L, the others ~0. A voxel is lesion when L > 0.5, whatever the spread over diseases.
+    * ``joint``: P(k) = fg_k, P(bg) = 1 - sum_k fg_k. A found lesion needs max_k p(k|q) > (1 - m) / m to beat the
+      background (0.43 at m = 0.7): diseases of one organ share most descriptions, so an ambiguous lesion, exactly
+      the unseen one, fell back to background (issue #12 A). Kept for the ablation.
     """
+    assert rule in INFERENCE_RULES, f"unknown inference rule {rule!r}; choose one of {INFERENCE_RULES}"
     b, q = pred_masks.shape[:2]
     spatial = pred_masks.shape[2:]
-    probs = class_logits.float().softmax(-1)[..., 1:]                    # [B, Q, K]
+    probs = class_logits.float().softmax(-1)                             # [B, Q, K+1]
     masks = pred_masks.float().sigmoid().reshape(b, q, -1)               # [B, Q, N]
-    fg = torch.bmm(probs.transpose(1, 2), masks)                         # [B, K, N]
-    bg = (1.0 - fg.sum(1, keepdim=True)).clamp_min(0.0)                  # [B, 1, N]
-    logits = torch.log(torch.cat((bg, fg), dim=1) + eps)                 # [B, K+1, N]
-    return logits.reshape(b, -1, *spatial)                               # [B, K+1, *S]
+    fg = torch.bmm(probs[..., 1:].transpose(1, 2), masks)                # [B, K, N]
+    if rule == "joint":
+        bg = (1.0 - fg.sum(1, keepdim=True)).clamp_min(0.0)             # [B, 1, N]
+        out = torch.cat((bg, fg), dim=1)                                 # [B, K+1, N]
+    else:
+        lesion = torch.bmm((1.0 - probs[..., :1]).transpose(1, 2), masks).clamp_max(1.0)   # [B, 1, N]
+        winner = torch.zeros_like(fg).scatter_(1, fg.argmax(1, keepdim=True), 1.0)     # [B, K, N] one-hot
+        out = torch.cat((1.0 - lesion, winner * lesion), dim=1)          # [B, K+1, N]
+    return torch.log(out + eps).reshape(b, -1, *spatial)                 # [B, K+1, *S]
 
 
 class MaleniaNet(nn.Module):
     def __init__(self, unet: nn.Module, num_bank_rows: int, text_dim: int, num_classes: int, *, num_tokens: int = 16,
-                 token_dim: int = DEFAULT_TOKEN_DIM, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
+                 token_dim: Optional[int] = None, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
                  cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
-                 beta: Tuple[float, float] = (0.5, 0.5)):
+                 beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first"):
         super().__init__()
         check_unet(unet)
+        if token_dim is None:                                            # from the plan (see token_dim_for)
+            token_dim = token_dim_for(feature_channels(unet)[0], num_heads)
         assert num_bank_rows >= 0 and text_dim > 0 and num_classes >= 1, (
             f"bad sizes: num_bank_rows={num_bank_rows}, text_dim={text_dim}, num_classes={num_classes}")
         assert token_dim % num_heads == 0, f"token_dim={token_dim} must be divisible by num_heads={num_heads}"
         assert num_blocks >= 1 and num_tokens >= 2 and temperature > 0, (
             f"bad settings: num_blocks={num_blocks}, num_tokens={num_tokens}, temperature={temperature}")
+        assert inference_rule in INFERENCE_RULES, f"inference_rule {inference_rule!r} not in {INFERENCE_RULES}"
         drop_seg_layers(unet)
+        self.inference_rule = inference_rule
         self.unet = unet
         self.conv_op = unet.encoder.conv_op
         self.num_tokens = num_tokens
@@ -227,7 +258,7 @@ class MaleniaNet(nn.Module):
         class_logits = self.class_logits(last_embeddings, text)      # [B, Q, K+1]
         pred_masks = self._full_size(cmki["pred_masks"], x)          # [B, Q, *S]
         if not want_dict:
-            return dense_logits(class_logits, pred_masks)           # [B, K+1, *S]
+            return dense_logits(class_logits, pred_masks, self.inference_rule)   # [B, K+1, *S]
         return {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
                 "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks,
                 "class_logits": class_logits}
@@ -244,5 +275,5 @@ class MaleniaNet(nn.Module):
         out["mask_probs"] = out["pred_masks"].float().sigmoid()
         out["class_probs"] = out["class_logits"].softmax(-1)
         out["slot_rows"] = out["slot_weights"].argmax(-1)
-        out["logits"] = dense_logits(out["class_logits"], out["pred_masks"])
+        out["logits"] = dense_logits(out["class_logits"], out["pred_masks"], self.inference_rule)
         return out

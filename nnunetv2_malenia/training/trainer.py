@@ -216,7 +216,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
             outputs = self.network(data, return_dict=True)
             assigner(outputs)
             total = self.loss.weighted_total(self.loss(outputs, targets, assigner.indices))
-            logits = dense_logits(outputs["class_logits"], outputs["pred_masks"])   # [B, K+1, *patch]
+            logits = dense_logits(outputs["class_logits"], outputs["pred_masks"],
+                                  self._bare_network().inference_rule)                  # [B, K+1, *patch]
 
         # Pseudo-Dice as nnU-Net's validation_step (no regions, no ignore label here).
         target = target.to(self.device, non_blocking=True)
