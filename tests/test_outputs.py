@@ -62,3 +62,35 @@ def test_read_only_folder_is_refused(tmp_path):
         assert "not writable" in str(file_problems(ro / "out.json", "-o")[0])
     finally:
         ro.chmod(0o755)
+
+
+def _console_scripts():
+    """(name, module) of every console script in setup.cfg but the demo (its own issue)."""
+    import configparser
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    lines = [l.strip() for l in cfg["options.entry_points"]["console_scripts"].splitlines() if l.strip()]
+    pairs = [tuple(x.strip() for x in l.split("=")) for l in lines]
+    return [(name, target.split(":")[0]) for name, target in pairs if name != "nnUNetv2_malenia_demo"]
+
+
+@pytest.mark.parametrize("name,module", _console_scripts())
+def test_every_console_script_has_version_and_shows_defaults(name, module, capsys):
+    import importlib
+
+    from nnunetv2_malenia import __version__
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"{name} (nnunetv2_malenia) {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert help_text.startswith(f"usage: {name}")
+    if name != "nnUNetv2_malenia_check":              # check has no option with a default
+        assert "default" in help_text
+    assert "(default: None)" not in help_text and "(default: False)" not in help_text

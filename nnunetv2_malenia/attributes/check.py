@@ -11,7 +11,6 @@ Every problem is printed as one line ``file: key path: message``; the exit code 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import List, Optional, Sequence
 from nnunetv2_malenia.attributes.dataset_attributes import DatasetAttributes, load_dataset_attributes
 from nnunetv2_malenia.attributes.schema import ORGAN_ASPECT, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
+from nnunetv2_malenia.utils.cli import make_parser
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME, raw_dataset_folder
 
 
@@ -116,9 +116,9 @@ def summary_lines(attributes: DatasetAttributes, n_cases: Optional[int] = None) 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_check",
-        description="Validate the Malenia attribute file (malenia_attributes.json) of an nnU-Net raw dataset in "
+    parser = make_parser(
+        "nnUNetv2_malenia_check",
+        "Validate the Malenia attribute file (malenia_attributes.json) of an nnU-Net raw dataset in "
                     "nnUNet_raw: every label described, per-case entries naming existing cases and lesion labels, "
                     "known aspects and value keys, resolvable diseases. Prints one line per problem and exits 2, "
                     "or prints a short summary and exits 0.")

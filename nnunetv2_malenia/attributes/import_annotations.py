@@ -29,6 +29,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
+from nnunetv2_malenia.utils.cli import make_parser
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
 CASE_ID_COLUMN = "A"
@@ -452,9 +453,9 @@ def new_attribute_file(result: ImportResult) -> dict:
 # --- command -----------------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_import_annotations",
-        description="Import the Malenia annotation spreadsheet (one sheet per lesion type, codes in columns B-H, "
+    p = make_parser(
+        "nnUNetv2_malenia_import_annotations",
+        "Import the Malenia annotation spreadsheet (one sheet per lesion type, codes in columns B-H, "
                     "report text in column I) as per-case lesion attributes of a dataset attribute file "
                     "(malenia_attributes.json). Problems in the sheet (blank cells, out-of-range codes, example rows, "
                     "unknown ids) are printed as warnings; affected aspects fall back to the label's description.")

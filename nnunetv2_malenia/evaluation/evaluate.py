@@ -46,6 +46,7 @@ from tqdm import tqdm
 from nnunetv2_malenia.attributes.dataset_attributes import foreground_labels
 from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import make_parser
 from nnunetv2_malenia.evaluation.attribute_matching import (AttributeCounts, ValueCanon, best_reference_match,
                                                             load_report, score_case)
 from nnunetv2_malenia.evaluation.lesions import (DetectionCounts, component_index_map, detection_counts,
@@ -385,9 +386,9 @@ def format_report_table(result: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_evaluate",
-        description="Per-disease Dice and NSD, lesion detection precision/recall/F1, and with lesion reports the "
+    p = make_parser(
+        "nnUNetv2_malenia_evaluate",
+        "Per-disease Dice and NSD, lesion detection precision/recall/F1, and with lesion reports the "
                     "paper's lesion-attribute matching (Table 8) and disease identification accuracy. Diseases are "
                     "label names: a reference label is compared with the predicted label of the same name.")
     p.add_argument("-ref", required=True, metavar="LABELS_DIR", help="reference label maps (e.g. labelsTs)")

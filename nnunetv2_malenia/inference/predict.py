@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import make_parser
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
 REPORTS_SUBFOLDER = "reports"
@@ -31,8 +32,7 @@ OVERLAYS_SUBFOLDER = "overlays"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser("nnUNetv2_malenia_predict", __doc__)
     p.add_argument("-i", required=True, help="input folder of images named like nnU-Net's imagesTs (CASE_0000.nii.gz)")
     p.add_argument("-o", required=True, help="output folder")
     model = p.add_argument_group("model (either -m or -d/-c)")
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("-tr", default="nnUNetTrainerMalenia", help="trainer (default nnUNetTrainerMalenia)")
     model.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     p.add_argument("-f", nargs="+", default=None, help="folds (default: every fold with a checkpoint)")
-    p.add_argument("-chk", default="checkpoint_final.pth")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name in each fold_X folder")
     p.add_argument("--knowledge-table", action="append", default=[], metavar="FILE",
                    help="extra knowledge table(s) merged over the model's (new diseases are segmented zero-shot)")
     p.add_argument("--diseases", nargs="+", help="restrict the output classes to these diseases")
@@ -50,13 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reports", action="store_true", help="label maps only")
     p.add_argument("--describe-masks", metavar="MASKS_DIR",
                    help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
-    p.add_argument("-step_size", type=float, default=0.5)
+    p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, slightly worse)")
-    p.add_argument("--save_probabilities", action="store_true")
+    p.add_argument("--save_probabilities", action="store_true", help="also write the class probabilities (.npz)")
     p.add_argument("--continue_prediction", action="store_true", help="skip cases whose output exists")
     p.add_argument("-npp", type=int, default=3, help="preprocessing processes")
     p.add_argument("-nps", type=int, default=3, help="segmentation export processes")
-    p.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"))
+    p.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"), help="device to predict on")
     return p
 
 

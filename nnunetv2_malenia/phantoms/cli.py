@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=20, help="training cases (imagesTr)")
     p.add_argument("--test-cases", type=int, default=0, help="test cases (imagesTs/labelsTs)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DatasetID_NAME (as the converters)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, nargs=3, default=(64, 64, 64), metavar=("X", "Y", "Z"))
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
+    p.add_argument("--size", type=int, nargs=3, default=(64, 64, 64), metavar=("X", "Y", "Z"),
+                   help="image size in voxels")
     p.add_argument("--spacing", type=float, nargs=3, default=(5.0, 5.0, 5.0), metavar=("X", "Y", "Z"),
                    help="voxel spacing in mm")
     p.add_argument("--name", default="MaleniaPhantom", help="dataset name after DatasetID_")

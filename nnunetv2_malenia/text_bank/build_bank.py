@@ -1,13 +1,13 @@
 """Build (or reuse) a dataset's text bank: every distinct description encoded once, stored in nnUNet_preprocessed."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes import DatasetAttributes, load_dataset_attributes
 from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
+from nnunetv2_malenia.utils.cli import make_parser
 from nnunetv2_malenia.paths import nnunet_folder, raw_dataset_folder
 from nnunetv2_malenia.text_bank.bank import (PARAGRAPH_ASPECT, SIDECAR_FILENAME, TextBank, content_hash, load_bank,
                                              new_bank, paragraph_text, save_bank)
@@ -76,9 +76,9 @@ def ensure_bank(dataset_name_or_id: str, text_encoder: TextEncoder | str | None 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_build_bank",
-        description="Encode every attribute description of a dataset (knowledge table + malenia_attributes.json) "
+    parser = make_parser(
+        "nnUNetv2_malenia_build_bank",
+        "Encode every attribute description of a dataset (knowledge table + malenia_attributes.json) "
                     "and store the embeddings in nnUNet_preprocessed/<dataset>/malenia_text_bank.*. Reuses the "
                     "stored bank when texts and encoder are unchanged.")
     parser.add_argument("dataset_name_or_id", help="nnU-Net dataset name or id, e.g. Dataset501_Lesions or 501")

@@ -11,11 +11,18 @@ from typing import List, Optional
 from nnunetv2_malenia.errors import Problem
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions keep their line breaks; option help gets ``(default: X)`` unless it already says its default.
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions keep their line breaks (long lines are wrapped); option help gets ``(default: X)`` unless it
+    already says its default.
 
     argparse's own ArgumentDefaultsHelpFormatter also prints ``(default: None)`` and ``(default: False)`` for every
     optional flag, which tells the user nothing, and doubles defaults that the help text already states."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+                         if len(line) + len(indent) > width else indent + line for line in text.splitlines())
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
