@@ -342,3 +342,18 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
     assert support(text, "relationship", ("1",)) == "supports"   # silent, and "not close" is the convention
     assert support(text, "relationship", ("2",)) == "silent"
     assert parser.stated_values(text, "density", "kidney") == ("hypodense", "hyperdense")
+
+
+def test_cli_unwritable_output_is_refused_before_parsing(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "case_1.txt").write_text("A 2 cm hypodense lesion in the left kidney.", encoding="utf-8")
+    _, err = run_bad(main, "nnUNetv2_malenia_parse_reports", ["-i", folder, "-o", tmp_path, "--organ", "kidney"],
+                     "-o is a folder", tmp_path, capsys)
+    assert f"{tmp_path}: -o: is a folder; give a file name" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_parse_reports",
+                     ["-i", folder, "-o", folder / "case_1.txt" / "out.json", "--organ", "kidney"],
+                     "-o below a file", tmp_path, capsys)
+    assert "-o: cannot be created" in err and "parsing reports" not in err

@@ -209,3 +209,27 @@ def test_default_encoder_embeds_similar_texts_closer():
     assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
     similarity = emb @ emb.T   # [3, 3] cosine similarities
     assert similarity[0, 1] > similarity[0, 2]
+
+
+def test_cli_device_damaged_bank_missing_encoder_folder_and_blocked_output(nnunet_env, tiny_encoder_dir, monkeypatch,
+                                                                           capsys):
+    from bad_inputs import run_bad
+
+    prog, enc = "nnUNetv2_malenia_build_bank", ["--text-encoder", str(tiny_encoder_dir)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, err = run_bad(main, prog, ["901", *enc, "--device", "cuda"], "--device cuda without a GPU", nnunet_env, capsys)
+    assert "--device: cuda: torch sees no CUDA GPU" in err
+    _, err = run_bad(main, prog, ["901", "--text-encoder", nnunet_env / "no" / "such" / "encoder"],
+                     "--text-encoder folder that does not exist", nnunet_env, capsys)
+    assert "encoder: --text-encoder: folder does not exist" in err and "Repo id" not in err
+    out_folder = nnunet_env / "nnUNet_preprocessed" / "Dataset901_TinyBank"
+    out_folder.write_text("not a folder")
+    _, err = run_bad(main, prog, ["901", *enc], "nnUNet_preprocessed/<dataset> is a file", nnunet_env, capsys)
+    assert "nnUNet_preprocessed: exists and is not a folder" in err
+    out_folder.unlink()
+    main(["901", *enc])
+    (out_folder / EMBEDDINGS_FILENAME).write_bytes(b"\x00" * 16)         # a damaged stored bank
+    _, err = run_bad(main, prog, ["901", *enc], "damaged stored bank", nnunet_env, capsys)
+    assert "cannot be read as safetensors" in err and "--force" in err
+    main(["901", *enc, "--force"])
+    assert load_bank(out_folder).dim == 32

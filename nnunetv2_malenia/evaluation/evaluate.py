@@ -46,7 +46,7 @@ from tqdm import tqdm
 from nnunetv2_malenia.attributes.dataset_attributes import foreground_labels
 from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
-from nnunetv2_malenia.utils.cli import make_parser
+from nnunetv2_malenia.utils.cli import file_problems, make_parser
 from nnunetv2_malenia.evaluation.attribute_matching import (AttributeCounts, ValueCanon, best_reference_match,
                                                             load_report, score_case)
 from nnunetv2_malenia.evaluation.lesions import (DetectionCounts, component_index_map, detection_counts,
@@ -214,6 +214,8 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         problems.append(Problem(str(reports_dir), "--reports", "folder not found"))
     if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
         problems.append(Problem("", "--nsd-tolerance", f"must be a number >= 0 (mm), got {nsd_tolerance_mm}"))
+    if output_file is not None:
+        problems += file_problems(output_file, "-o")     # before the scoring, not after it
     raise_if_problems(problems)
 
     ref_dj_file = Path(reference_dataset_json or reference_dir.parent / "dataset.json")

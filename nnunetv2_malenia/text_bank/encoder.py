@@ -1,6 +1,7 @@
 """Sentence embeddings for attribute descriptions: any offline transformers encoder, mean-pooled, L2-normalised."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +27,18 @@ def _resolve_model_location(name_or_path: str) -> tuple[str, str]:
     if path.exists():
         # A folder's resolved path is stable across working directories, so inference re-creates the same encoder.
         return str(path.resolve()), str(path.resolve())
+    if looks_like_path(name_or_path):
+        # said here: transformers would answer "Repo id must be in the form ..." and we would suggest a download
+        raise MaleniaInputError(Problem(str(path), "--text-encoder", "folder does not exist; give the folder that "
+                                                                     "holds the encoder's config.json"))
     return name_or_path, name_or_path
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``namespace/name``; anything else with a separator, or starting like a path, is a
+    folder."""
+    return (name.startswith((".", "~", os.sep)) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+            or Path(name).is_absolute())
 
 
 def encoder_id_for(name_or_path: str) -> str:
