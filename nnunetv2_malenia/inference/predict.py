@@ -82,7 +82,71 @@ def _model_folder(args) -> str:
     for required in ("plans.json", "dataset.json"):
         if not (folder / required).is_file():
             raise MaleniaInputError(f"{folder / required}: not found; is {folder} a trained model folder?")
+    raise_if_problems(model_problems(folder, args.f, args.chk))
     return str(folder)
+
+
+def model_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str) -> List[Problem]:
+    """What nnU-Net's predictor would crash on (a JSON traceback, ``UnboundLocalError`` for a fold without its
+    checkpoint) or load wrongly (a model not trained with nnUNetTrainerMalenia), found before it loads anything."""
+    from nnunetv2_malenia.training.plans_block import read_block
+
+    problems: List[Problem] = []
+    plans_file = folder / "plans.json"
+    try:
+        plans = read_json(plans_file, "model plans")
+        read_json(folder / "dataset.json", "model dataset.json")
+    except MaleniaInputError as e:
+        problems += e.problems
+        plans = None
+    if plans is not None:
+        configurations = plans.get("configurations")
+        if not isinstance(configurations, dict) or not configurations:
+            problems.append(Problem(str(plans_file), "configurations", "missing or empty: not an nnU-Net plans file"))
+        else:
+            problems += _block_problems(plans, folder.name, str(plans_file), read_block)
+    problems += _checkpoint_problems(folder, folds, checkpoint)
+    return problems
+
+
+def _block_problems(plans: dict, folder_name: str, plans_file: str, read_block) -> List[Problem]:
+    """The Malenia block of the model's configuration (named by the folder TRAINER__PLANS__CONFIGURATION)."""
+    parts = folder_name.split("__")
+    configurations = plans["configurations"]
+    name = parts[2] if len(parts) == 3 else next(iter(configurations))
+    if name not in configurations:
+        return [Problem(plans_file, "configurations", f"no configuration {name!r} (the model folder's name says "
+                                                      f"so); it has {', '.join(configurations)}")]
+    try:
+        read_block(_resolved(configurations, name), plans_file)
+    except MaleniaInputError as e:
+        return list(e.problems)
+    except (KeyError, TypeError, AttributeError) as e:
+        return [Problem(plans_file, f"configurations.{name}", f"cannot be read ({type(e).__name__}: {e})")]
+    return []
+
+
+def _resolved(configurations: dict, name: str, depth: int = 0) -> dict:
+    """A configuration with its ``inherits_from`` chain applied, as nnU-Net's PlansManager does (its
+    ConfigurationManager would also rebuild the architecture, which this check does not need)."""
+    own = configurations[name]
+    parent = own.get("inherits_from")
+    if parent is None or depth > len(configurations):
+        return own
+    return {**_resolved(configurations, parent, depth + 1), **own}
+
+
+def _checkpoint_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str) -> List[Problem]:
+    present = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/checkpoint*.pth"))
+    hint = f"; this model folder has {', '.join(present)} (choose with -f and -chk)" if present else \
+        "; this model folder has no checkpoint at all: is training finished?"
+    if folds:
+        return [Problem(str(folder / f"fold_{f}" / checkpoint), "-f/-chk", "not found" + hint)
+                for f in folds if not (folder / f"fold_{f}" / checkpoint).is_file()]
+    # nnU-Net's auto-detection (fold_all excluded) finds nothing and then fails with an UnboundLocalError
+    if not [p for p in folder.glob(f"fold_*/{checkpoint}") if p.parent.name != "fold_all"]:
+        return [Problem(str(folder), "-f/-chk", f"no fold_X/{checkpoint}" + hint)]
+    return []
 
 
 def input_cases(folder: str, file_ending: str) -> dict:
