@@ -150,10 +150,15 @@ def test_predict_names_missing_checkpoints_and_plans_problems(tmp_path, capsys):
                      tmp_path, capsys)
     assert "fold_1/checkpoint_final.pth: -f/-chk: not found" in err
     assert model_problems(folder, None, "checkpoint_best.pth") == []
+    good_plans = (folder / "plans.json").read_text()
     (folder / "plans.json").write_text('{"configurations": ')
     _, err = run_bad(main, "nnUNetv2_malenia_predict", argv + ["-chk", "checkpoint_best.pth"],
                      "malformed plans.json", tmp_path, capsys)
     assert "plans.json: line 1 column 20: invalid JSON" in err
+    (folder / "plans.json").write_text(good_plans)
+    _, err = run_bad(main, "nnUNetv2_malenia_predict", ["-i", images, "-o", images / "case_0000.nii.gz", "-m", folder,
+                                                        "-chk", "checkpoint_best.pth"], "-o is a file", tmp_path, capsys)
+    assert "case_0000.nii.gz: -o: exists and is not a folder" in err
 
 
 def test_predict_refuses_a_model_not_trained_with_malenia(tmp_path, capsys):

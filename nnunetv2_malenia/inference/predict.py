@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
-from nnunetv2_malenia.utils.cli import make_parser
+from nnunetv2_malenia.utils.cli import folder_problems, make_parser
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
 REPORTS_SUBFOLDER = "reports"
@@ -198,6 +198,7 @@ def predict(args) -> List[dict]:
     # Inputs first (cheap, and a mistake should not wait for the model to load).
     model_folder = _model_folder(args)
     file_ending = read_json(Path(model_folder) / "dataset.json", "model dataset.json")["file_ending"]
+    raise_if_problems(folder_problems(args.o, "-o"))     # not after the whole prediction
     cases = input_cases(args.i, file_ending)
     masks = given_masks(cases, args.describe_masks, file_ending) if args.describe_masks else None
 
