@@ -29,6 +29,10 @@ def run_check(capsys, dataset: str):
     with pytest.raises(SystemExit) as exit_info:
         main([dataset])
     out, err = capsys.readouterr()
+    if exit_info.value.code:
+        from bad_inputs import record
+
+        record("nnUNetv2_malenia_check", [dataset], exit_info.value.code, err)
     return exit_info.value.code, out, err
 
 
@@ -146,7 +150,7 @@ def test_broken_raw_dataset_gives_errors_not_tracebacks(nnunet_raw, capsys):
 def _check_fails(capsys, kind: str, dataset: str = "503") -> str:
     from bad_inputs import run_bad
 
-    _, err = run_bad(main, "nnUNetv2_malenia_check", [dataset], kind, None, capsys)
+    _, err = run_bad(main, "nnUNetv2_malenia_check", [dataset], kind, capsys)
     return err
 
 

@@ -34,6 +34,10 @@ def run_cli(capsys, *argv):
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in argv])
     out, err = capsys.readouterr()
+    if exit_info.value.code:
+        from bad_inputs import record
+
+        record("nnUNetv2_malenia_import_annotations", argv, exit_info.value.code, err)
     return exit_info.value.code, out, err
 
 
@@ -325,14 +329,14 @@ def test_cli_refuses_merge_with_overwrite_and_unwritable_outputs(noisy_xlsx, tmp
     target.write_text(json.dumps({"format_version": 1, "labels": {}}), encoding="utf-8")
     before = target.read_text()
     _, err = run_bad(main, "nnUNetv2_malenia_import_annotations", [noisy_xlsx, "-o", target, "--merge", "--overwrite"],
-                     "--merge and --overwrite together", tmp_path, capsys)
+                     "--merge and --overwrite together", capsys)
     assert "--merge/--overwrite: choose one" in err
     _, err = run_bad(main, "nnUNetv2_malenia_import_annotations", [noisy_xlsx, "-o", tmp_path],
-                     "-o is a folder", tmp_path, capsys)
+                     "-o is a folder", capsys)
     assert f"{tmp_path}: -o: is a folder" in err
     _, err = run_bad(main, "nnUNetv2_malenia_import_annotations",
                      [noisy_xlsx, "-o", tmp_path / "new.json", "--records", target / "records.json"],
-                     "--records below a file", tmp_path, capsys)
+                     "--records below a file", capsys)
     assert "--records: cannot be created" in err
     assert target.read_text() == before and not (tmp_path / "new.json").exists()
 

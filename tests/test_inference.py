@@ -144,20 +144,20 @@ def test_predict_names_missing_checkpoints_and_plans_problems(tmp_path, capsys):
     (folder / "fold_0" / "checkpoint_best.pth").write_bytes(b"")
     argv = ["-i", images, "-o", tmp_path / "out", "-m", folder, "-device", "cpu"]
     _, err = run_bad(main, "nnUNetv2_malenia_predict", argv, "model folder without fold_X/checkpoint_final.pth",
-                     tmp_path, capsys)
+                     capsys)
     assert "-f/-chk: no fold_X/checkpoint_final.pth; this model folder has fold_0/checkpoint_best.pth" in err
     _, err = run_bad(main, "nnUNetv2_malenia_predict", argv + ["-f", "1"], "-f naming a fold that was not trained",
-                     tmp_path, capsys)
+                     capsys)
     assert "fold_1/checkpoint_final.pth: -f/-chk: not found" in err
     assert model_problems(folder, None, "checkpoint_best.pth") == []
     good_plans = (folder / "plans.json").read_text()
     (folder / "plans.json").write_text('{"configurations": ')
     _, err = run_bad(main, "nnUNetv2_malenia_predict", argv + ["-chk", "checkpoint_best.pth"],
-                     "malformed plans.json", tmp_path, capsys)
+                     "malformed plans.json", capsys)
     assert "plans.json: line 1 column 20: invalid JSON" in err
     (folder / "plans.json").write_text(good_plans)
     _, err = run_bad(main, "nnUNetv2_malenia_predict", ["-i", images, "-o", images / "case_0000.nii.gz", "-m", folder,
-                                                        "-chk", "checkpoint_best.pth"], "-o is a file", tmp_path, capsys)
+                                                        "-chk", "checkpoint_best.pth"], "-o is a file", capsys)
     assert "case_0000.nii.gz: -o: exists and is not a folder" in err
 
 
@@ -169,5 +169,5 @@ def test_predict_refuses_a_model_not_trained_with_malenia(tmp_path, capsys):
     (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
     _, err = run_bad(main, "nnUNetv2_malenia_predict", ["-i", images, "-o", tmp_path / "out", "-m", folder,
                                                         "-device", "cpu"], "model not trained with Malenia",
-                     tmp_path, capsys)
+                     capsys)
     assert "plans.json: malenia: no Malenia block in this plans configuration" in err
