@@ -94,3 +94,18 @@ def test_every_console_script_has_version_and_shows_defaults(name, module, capsy
     if name != "nnUNetv2_malenia_check":              # check has no option with a default
         assert "default" in help_text
     assert "(default: None)" not in help_text and "(default: False)" not in help_text
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc, read-only even for root")
+def test_read_only_location_is_refused_even_for_root(tmp_path, capsys):
+    """/proc refuses new files to every user: the check tries to create one instead of trusting os.access."""
+    from bad_inputs import run_bad
+    from nnunetv2_malenia.reports.cli import main
+
+    assert "not writable: cannot create files in /proc" in str(file_problems("/proc/out.json", "-o")[0])
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "case_1.txt").write_text("A round hypodense lesion.", encoding="utf-8")
+    _, err = run_bad(main, "nnUNetv2_malenia_parse_reports", ["-i", folder, "-o", "/proc/parsed.json", "--organ",
+                                                              "kidney"], "-o in a read-only folder", capsys)
+    assert "/proc/parsed.json: -o: not writable" in err
