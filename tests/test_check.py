@@ -220,3 +220,11 @@ def test_duplicate_dataset_id_names_the_colliding_folders(nnunet_raw, capsys):
     assert "not found" not in err
     err = _check_fails(capsys, "dataset id that does not exist", "504")
     assert "no Dataset504_* folder" in err
+
+
+def test_label_values_with_a_gap_are_a_problem(tmp_path):
+    from nnunetv2_malenia.attributes.dataset_integrity import label_value_problems
+
+    [problem] = label_value_problems(tmp_path, {"labels": {"background": 0, "kidney tumor": 2}})
+    assert problem.where == "labels" and "[0, 2] must be consecutive" in problem.message
+    assert label_value_problems(tmp_path, {"labels": {"background": 0, "a": 1, "ignore": 2}}) == []

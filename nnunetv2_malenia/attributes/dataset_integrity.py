@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,9 +23,10 @@ _MM_TOL = 1e-3
 _DIRECTION_TOL = 1e-4
 
 
-def layout_problems(folder: Path, dataset_json: dict) -> List[Problem]:
+def layout_problems(folder: Path, dataset_json: dict) -> Tuple[List[Problem], Dict[str, dict]]:
     """imagesTr/labelsTr against dataset.json, without reading any image: stray files, missing channels or label
-    files, numTraining. Datasets that list their files in dataset.json ('dataset' key) only get file existence."""
+    files, numTraining. Datasets that list their files in dataset.json ('dataset' key) only get file existence.
+    Returns the problems and the cases whose files all exist (case -> {"images": [...], "label": ...})."""
     dj_file = str(folder / "dataset.json")
     ending = dataset_json.get("file_ending", "")
     problems: List[Problem] = []
@@ -36,10 +37,10 @@ def layout_problems(folder: Path, dataset_json: dict) -> List[Problem]:
     channels = dataset_json.get("channel_names", dataset_json.get("modality"))
     if not isinstance(channels, dict) or not channels:
         problems.append(Problem(dj_file, "channel_names", "missing or empty (e.g. {\"0\": \"CT\"})"))
-        return problems
+        return problems, {}
     cases = _cases(folder, dataset_json, len(channels), problems)
     if cases is None:
-        return problems
+        return problems, {}
     if not cases:
         problems.append(Problem(str(folder / "imagesTr"), "", f"no training images (CASE_0000{ending})"))
     elif num_training is not None and num_training != len(cases):
@@ -57,11 +58,13 @@ def layout_problems(folder: Path, dataset_json: dict) -> List[Problem]:
                     problems.append(Problem(str(f), "", f"stray file in labelsTr: no training case "
                                                         f"{f.name[:-len(ending)] if f.name.endswith(ending) else f.name!r}"
                                                         f" in imagesTr"))
+    complete = {}
     for case, files in cases.items():
-        for f in files["images"] + [files["label"]]:
-            if not Path(f).is_file():
-                problems.append(Problem(f, "", f"not found (training case {case})"))
-    return problems
+        missing = [f for f in files["images"] + [files["label"]] if not Path(f).is_file()]
+        problems += [Problem(f, "", f"not found (training case {case})") for f in missing]
+        if not missing:
+            complete[case] = files
+    return problems, complete
 
 
 def _cases(folder: Path, dataset_json: dict, num_channels: int, problems: List[Problem]) -> Optional[Dict[str, dict]]:
@@ -145,30 +148,20 @@ def case_problems(case: str, image_files: Sequence[str], label_file: str, expect
 
 
 def integrity_problems(folder: Path | str, dataset_json: dict, progress: bool = False) -> List[Problem]:
-    """Layout, then every case's grid and label values (only when the layout is sound enough to pair files)."""
+    """Layout, then every complete case's grid and label values (when dataset.json's labels are usable)."""
     from tqdm import tqdm
 
     folder = Path(folder)
-    problems = layout_problems(folder, dataset_json)
-    if any(p.where in ("channel_names",) for p in problems) or "labels" not in dataset_json:
-        return problems
-    problems += label_value_problems(folder, dataset_json)
-    if any(p.where.startswith("labels") for p in problems):
-        return problems
+    problems, cases = layout_problems(folder, dataset_json)
+    if not isinstance(dataset_json.get("labels"), dict):
+        return problems                           # the attribute validation reports the labels section
+    label_problems = label_value_problems(folder, dataset_json)
+    if label_problems:
+        return problems + label_problems
     expected = expected_label_values(dataset_json)
-    missing = {p.file for p in problems if p.message.startswith("not found")}
-    cases = _paired_cases(folder, dataset_json)
     for case, files in tqdm(sorted(cases.items()), desc="checking cases", disable=not progress, file=sys.stderr):
-        if missing.intersection(files["images"] + [files["label"]]):
-            continue
         problems += case_problems(case, files["images"], files["label"], expected)
     return problems
-
-
-def _paired_cases(folder: Path, dataset_json: dict) -> Dict[str, dict]:
-    scratch: List[Problem] = []
-    channels = dataset_json.get("channel_names", dataset_json.get("modality"))
-    return _cases(folder, dataset_json, len(channels), scratch) or {}
 
 
 def label_value_problems(folder: Path, dataset_json: dict) -> List[Problem]:

@@ -369,7 +369,7 @@ def check_target(root: Path, dataset_id: int, name: str, overwrite: bool) -> Pat
     """``root/Dataset<ID>_<name>``; another dataset with the same id (in nnUNet_raw, _preprocessed or _results,
     as nnU-Net resolves ids there) is an error, and so is the same dataset unless ``overwrite``."""
     if not 0 < dataset_id < 1000:
-        raise MaleniaInputError(Problem("-d", "", f"dataset id must be 1..999, got {dataset_id}"))
+        raise MaleniaInputError(Problem("", "-d", f"dataset id must be 1..999, got {dataset_id}"))
     from nnunetv2_malenia.utils.cli import folder_problems
 
     problems = folder_problems(root, "-o")        # before the work: a read-only root fails now, not at the end
@@ -398,7 +398,6 @@ def atomic_folder(target: Path) -> Iterator[Path]:
 
     created = _missing_parents(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     normal_mode(tmp, folder=True)      # the dataset folder itself, once renamed
     try:
