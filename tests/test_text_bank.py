@@ -235,3 +235,16 @@ def test_cli_device_damaged_bank_missing_encoder_folder_and_blocked_output(nnune
     assert "cannot be read as safetensors" in err and "--force" in err
     main(["901", *enc, "--force"])
     assert load_bank(out_folder).dim == 32
+
+
+def test_up_to_date_bank_is_reused_after_its_encoder_folder_moved(nnunet_env, tiny_encoder_dir, tmp_path, capsys):
+    """The folder check is made when an encoder is loaded, not when a stored bank's hash is recomputed."""
+    import shutil
+
+    copy = tmp_path / "encoder_copy"
+    shutil.copytree(tiny_encoder_dir, copy)
+    built = ensure_bank("901", str(copy))
+    shutil.rmtree(copy)
+    capsys.readouterr()
+    reused = ensure_bank("901")                       # the trainer's call: the encoder the bank records
+    assert "up to date" in capsys.readouterr().out and torch.equal(reused.embeddings, built.embeddings)

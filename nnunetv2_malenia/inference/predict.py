@@ -89,8 +89,6 @@ def _model_folder(args) -> str:
 def model_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str) -> List[Problem]:
     """What nnU-Net's predictor would crash on (a JSON traceback, ``UnboundLocalError`` for a fold without its
     checkpoint) or load wrongly (a model not trained with nnUNetTrainerMalenia), found before it loads anything."""
-    from nnunetv2_malenia.training.plans_block import read_block
-
     problems: List[Problem] = []
     plans_file = folder / "plans.json"
     try:
@@ -104,13 +102,15 @@ def model_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str
         if not isinstance(configurations, dict) or not configurations:
             problems.append(Problem(str(plans_file), "configurations", "missing or empty: not an nnU-Net plans file"))
         else:
-            problems += _block_problems(plans, folder.name, str(plans_file), read_block)
+            problems += _block_problems(plans, folder.name, str(plans_file))
     problems += _checkpoint_problems(folder, folds, checkpoint)
     return problems
 
 
-def _block_problems(plans: dict, folder_name: str, plans_file: str, read_block) -> List[Problem]:
+def _block_problems(plans: dict, folder_name: str, plans_file: str) -> List[Problem]:
     """The Malenia block of the model's configuration (named by the folder TRAINER__PLANS__CONFIGURATION)."""
+    from nnunetv2_malenia.training.plans_block import read_block
+
     parts = folder_name.split("__")
     configurations = plans["configurations"]
     name = parts[2] if len(parts) == 3 else next(iter(configurations))

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-unlabeled-unseen", action="store_true",
                    help="seen split: also render unseen lesions, unlabelled (background)")
     p.add_argument("--organ-labels", action="store_true", help="add one label per organ")
-    p.add_argument("--knowledge-table", action="append", default=[], help="extra knowledge table JSON file (repeatable); copied into the dataset")
+    p.add_argument("--knowledge-table", action="append", default=[],
+                   help="extra knowledge table JSON file (repeatable); copied into the dataset")
     p.add_argument("--preview", help="folder for PNG slices through the lesions of the first cases")
     p.add_argument("--background", help="real-anatomy mode: a CT (.nii.gz) to insert lesions into")
     p.add_argument("--organs", help="real-anatomy mode: folder of organ masks (liver.nii.gz, kidney_left.nii.gz, ...)")

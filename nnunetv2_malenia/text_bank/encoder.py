@@ -27,10 +27,6 @@ def _resolve_model_location(name_or_path: str) -> tuple[str, str]:
     if path.exists():
         # A folder's resolved path is stable across working directories, so inference re-creates the same encoder.
         return str(path.resolve()), str(path.resolve())
-    if looks_like_path(name_or_path):
-        # said here: transformers would answer "Repo id must be in the form ..." and we would suggest a download
-        raise MaleniaInputError(Problem(str(path), "--text-encoder", "folder does not exist; give the folder that "
-                                                                     "holds the encoder's config.json"))
     return name_or_path, name_or_path
 
 
@@ -53,6 +49,11 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         location, self.encoder_id = _resolve_model_location(str(name_or_path))
+        if looks_like_path(location) and not Path(location).expanduser().exists():
+            # said here, at load time only (a stored bank whose encoder folder moved is still usable): transformers
+            # would answer "Repo id must be in the form ..." and the message below would suggest a download
+            raise MaleniaInputError(Problem(location, "--text-encoder", "folder does not exist; give the folder "
+                                                                        "that holds the encoder's config.json"))
         try:
             # local_files_only: a name that is not on disk fails at once instead of hanging on the network.
             self.tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
