@@ -65,7 +65,8 @@ def test_read_only_folder_is_refused(tmp_path):
 
 
 def _console_scripts():
-    """(name, module) of every console script in setup.cfg but the demo (its own issue)."""
+    """(name, module) of every console script in setup.cfg but the demo (demo.py is edited on another branch;
+    its --version is left to that branch)."""
     import configparser
     from pathlib import Path
 
