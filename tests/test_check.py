@@ -27,12 +27,12 @@ def good_attributes() -> dict:
 
 def run_check(capsys, dataset: str):
     with pytest.raises(SystemExit) as exit_info:
-        main([dataset])
+        main([dataset, "-np", "1"])
     out, err = capsys.readouterr()
     if exit_info.value.code:
         from bad_inputs import record
 
-        record("nnUNetv2_malenia_check", [dataset], exit_info.value.code, err)
+        record("nnUNetv2_malenia_check", [dataset, "-np", "1"], exit_info.value.code, err)
     return exit_info.value.code, out, err
 
 
@@ -147,10 +147,10 @@ def test_broken_raw_dataset_gives_errors_not_tracebacks(nnunet_raw, capsys):
 
 # --- issue 13: datasets nnU-Net refuses or misreads, and ids used twice ---------------------------------------------
 
-def _check_fails(capsys, kind: str, dataset: str = "503") -> str:
+def _check_fails(capsys, kind: str, dataset: str = "503", processes: str = "1") -> str:
     from bad_inputs import run_bad
 
-    _, err = run_bad(main, "nnUNetv2_malenia_check", [dataset], kind, capsys)
+    _, err = run_bad(main, "nnUNetv2_malenia_check", [dataset, "-np", processes], kind, capsys)
     return err
 
 
@@ -179,7 +179,7 @@ def test_label_off_the_image_grid_is_a_problem(nnunet_raw, capsys):
     _rewrite(folder / "labelsTr" / "case_00000.nii.gz", Origin=(5.0, 0.0, 0.0))
     _rewrite(folder / "labelsTr" / "case_00001.nii.gz", Spacing=(2.0, 1.0, 1.0))
     _rewrite(folder / "labelsTr" / "case_00002.nii.gz", array=np.zeros((8, 8, 6), np.uint8))
-    err = _check_fails(capsys, "label on another grid than its image (origin, spacing, shape)")
+    err = _check_fails(capsys, "label on another grid than its image (origin, spacing, shape)", processes="2")
     assert "labelsTr/case_00000.nii.gz: origin: (5.0, 0.0, 0.0) differs from the image's (0.0, 0.0, 0.0)" in err
     assert "labelsTr/case_00001.nii.gz: spacing: (2.0, 1.0, 1.0) differs" in err
     assert "labelsTr/case_00002.nii.gz: size: (6, 8, 8) differs from the image's (8, 8, 8)" in err

@@ -167,7 +167,7 @@ def test_real_workbook_against_a_raw_dataset_then_check(real, nnunet_raw, capsys
     attrs = json.loads((folder / "malenia_attributes.json").read_text(encoding="utf-8"))
     assert set(attrs["cases"]) == {"case_00000", "case_00001"}
     with pytest.raises(SystemExit) as e:
-        check_main(["520"])
+        check_main(["520", "-np", "1"])
     assert e.value.code == 0
     assert "cases with per-case descriptions: 2 of 2" in capsys.readouterr().out
 

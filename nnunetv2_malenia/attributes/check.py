@@ -121,7 +121,7 @@ def summary_lines(attributes: DatasetAttributes, n_cases: Optional[int] = None) 
     return lines
 
 
-def check_dataset(folder: Path, progress: bool = False) -> DatasetAttributes:
+def check_dataset(folder: Path, progress: bool = False, num_processes: int = 1) -> DatasetAttributes:
     """The attribute file and, as nnU-Net's verify_dataset_integrity would, the images and labels beside it."""
     from nnunetv2_malenia.attributes.dataset_integrity import integrity_problems
 
@@ -133,10 +133,17 @@ def check_dataset(folder: Path, progress: bool = False) -> DatasetAttributes:
     except MaleniaInputError as e:
         attributes, problems = None, list(e.problems)
     # an attribute file can be perfect for a dataset nnU-Net refuses or reads wrongly: check both, report both
-    problems += integrity_problems(folder, read_json(folder / "dataset.json", "dataset.json"), progress)
+    problems += integrity_problems(folder, read_json(folder / "dataset.json", "dataset.json"), progress,
+                                   num_processes)
     if problems:
         raise MaleniaInputError(problems)
     return attributes
+
+
+def _default_processes() -> int:
+    from nnunetv2.configuration import default_num_processes     # nnUNet_def_n_proc, as verify_dataset_integrity
+
+    return default_num_processes
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -149,10 +156,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "only values of dataset.json. Prints one line per problem and exits 2, or prints a short summary and "
         "exits 0.")
     parser.add_argument("dataset", metavar="DATASET_NAME_OR_ID", help="dataset name or id, as for nnUNetv2_train")
+    parser.add_argument("-np", dest="num_processes", type=int, default=_default_processes(),
+                        help="processes reading the label maps (default: nnU-Net's, %(default)s)")
     args = parser.parse_args(argv)
     try:
         folder = raw_dataset_folder(args.dataset)
-        attributes = check_dataset(folder, progress=sys.stderr.isatty())
+        attributes = check_dataset(folder, progress=sys.stderr.isatty(), num_processes=args.num_processes)
     except MaleniaInputError as e:
         exit_with_problems(e, f"{len(e.problems)} problem(s) found")
     from nnunetv2_malenia.attributes.dataset_attributes import list_raw_cases

@@ -147,8 +147,11 @@ def case_problems(case: str, image_files: Sequence[str], label_file: str, expect
     return problems
 
 
-def integrity_problems(folder: Path | str, dataset_json: dict, progress: bool = False) -> List[Problem]:
-    """Layout, then every complete case's grid and label values (when dataset.json's labels are usable)."""
+def integrity_problems(folder: Path | str, dataset_json: dict, progress: bool = False,
+                       num_processes: int = 1) -> List[Problem]:
+    """Layout, then every complete case's grid and label values (when dataset.json's labels are usable).
+
+    Reading every label map is the slow part (minutes for a few hundred CT cases), hence ``num_processes``."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -159,9 +162,20 @@ def integrity_problems(folder: Path | str, dataset_json: dict, progress: bool = 
     if label_problems:
         return problems + label_problems
     expected = expected_label_values(dataset_json)
-    for case, files in tqdm(sorted(cases.items()), desc="checking cases", disable=not progress, file=sys.stderr):
-        problems += case_problems(case, files["images"], files["label"], expected)
-    return problems
+    jobs = [(case, files["images"], files["label"], expected) for case, files in sorted(cases.items())]
+    bar = dict(total=len(jobs), desc="checking cases", disable=not progress, file=sys.stderr)
+    if num_processes > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(num_processes, len(jobs))) as pool:
+            results = list(tqdm(pool.map(_case_problems, jobs), **bar))
+    else:
+        results = [_case_problems(job) for job in tqdm(jobs, **bar)]
+    return problems + [p for r in results for p in r]
+
+
+def _case_problems(job) -> List[Problem]:
+    return case_problems(*job)
 
 
 def label_value_problems(folder: Path, dataset_json: dict) -> List[Problem]:
