@@ -45,7 +45,16 @@ def test_good_dataset_prints_summary(nnunet_raw, capsys):
     assert "3 odd lesion: lesion described inline, in spleen" in out
     assert "cases with per-case descriptions: 2 of 3" in out
     assert "Dataset501_Check: OK (images, labels and dataset.json as nnU-Net reads them)" in out
-    assert "text bank: " in out and err == ""
+    assert err == ""
+    # the same number build_bank encodes, split into its two parts
+    from nnunetv2_malenia.attributes.dataset_attributes import load_dataset_attributes
+    from nnunetv2_malenia.text_bank.build_bank import bank_entries
+
+    attributes = load_dataset_attributes(nnunet_raw / "Dataset501_Check")
+    rows, descriptions = len(bank_entries(attributes)), len(attributes.all_descriptions())
+    assert f"text bank: {rows} rows for nnUNetv2_malenia_build_bank = {descriptions} distinct descriptions" in out
+    assert f"+ {rows - descriptions} paragraph texts (one per lesion label and per-case lesion entry" in out
+    assert rows - descriptions == 4          # kidney tumor, odd lesion, and the two per-case kidney tumor entries
 
 
 def test_summary_counts_dataset_descriptions(nnunet_raw, capsys):
