@@ -99,11 +99,11 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
     step("seen-split phantoms (training set + held-out seen test set)", "nnUNetv2_malenia_phantoms",
          "-d", str(SEEN_ID), "-o", str(raw), "--name", "MaleniaSeen", "--split", "seen", "--cases",
          str(profile.train_cases), "--test-cases", str(profile.seen_test_cases), "--size", *size, "--spacing",
-         *spacing, "--seed", "0")
+         *spacing, "--seed", "0", "--overwrite")
     # The unseen test set lives outside nnUNet_raw: it is never planned or trained on.
     step("unseen-split phantoms (zero-shot test set)", "nnUNetv2_malenia_phantoms", "-d", str(UNSEEN_ID), "-o",
          str(work), "--name", "MaleniaUnseen", "--split", "unseen", "--cases", "1", "--test-cases",
-         str(profile.unseen_test_cases), "--size", *size, "--spacing", *spacing, "--seed", "1")
+         str(profile.unseen_test_cases), "--size", *size, "--spacing", *spacing, "--seed", "1", "--overwrite")
     step("text bank", "nnUNetv2_malenia_build_bank", str(SEEN_ID))
     # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
     Step({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, step.log_folder, step.times)(

@@ -15,8 +15,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        location = f"{self.file}: {self.where}" if self.where else self.file
-        return f"{location}: {self.message}"
+        # a command-line problem has no file; leave out empty parts instead of printing ": --size: ..."
+        return ": ".join(part for part in (self.file, self.where, self.message) if part)
 
 
 class MaleniaInputError(ValueError):

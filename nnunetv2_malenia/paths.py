@@ -44,8 +44,21 @@ def raw_dataset_folder(dataset_name_or_id: str) -> Path:
     raw = nnunet_folder("nnUNet_raw")
     try:
         name = maybe_convert_to_dataset_name(dataset_name_or_id)
-    except RuntimeError as e:
-        raise MaleniaInputError(f"dataset {dataset_name_or_id!r} not found in nnUNet_raw={raw}: {e}") from None
+    except RuntimeError:
+        # nnU-Net's message for two folders of one id also says "could not find"; name the folders instead
+        from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets
+
+        names = list(find_candidate_datasets(int(dataset_name_or_id)))
+        if len(names) > 1:
+            places = {v: os.environ.get(v) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+            found = [f"{Path(p) / n}" for p in places.values() if p for n in names if (Path(p) / n).is_dir()]
+            raise MaleniaInputError(f"dataset id {int(dataset_name_or_id)} is used by more than one dataset name: "
+                                    f"{', '.join(names)} ({'; '.join(found)}). nnU-Net cannot tell them apart: "
+                                    f"rename or remove all but one") from None
+        raise MaleniaInputError(f"dataset {dataset_name_or_id!r} not found: no Dataset"
+                                f"{int(dataset_name_or_id):03d}_* folder in nnUNet_raw={raw}, nnUNet_preprocessed="
+                                f"{os.environ.get('nnUNet_preprocessed')}, nnUNet_results="
+                                f"{os.environ.get('nnUNet_results')}") from None
     except ValueError:   # nnU-Net's answer to a name that is neither an id nor DatasetXXX_Name
         raise MaleniaInputError(f"{dataset_name_or_id!r}: give a dataset id (e.g. 501) or a name such as "
                                 f"Dataset501_Kidney") from None

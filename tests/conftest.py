@@ -74,3 +74,15 @@ def annotations_xlsx() -> Path:
     if not ANNOTATIONS_XLSX.is_file():
         pytest.skip(f"annotation spreadsheet not found at {ANNOTATIONS_XLSX} (shared/ must sit beside the repo)")
     return ANNOTATIONS_XLSX
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With MALENIA_BAD_INPUT_CATALOGUE set, write the bad-input catalogue from this session's run_bad calls."""
+    import os
+
+    target = os.environ.get("MALENIA_BAD_INPUT_CATALOGUE")
+    if target:
+        from bad_inputs import RECORDS, write_catalogue
+
+        if RECORDS:
+            write_catalogue(Path(target))

@@ -271,10 +271,10 @@ def test_worker_pool_gives_the_same_result(tmp_path):
 # --- errors --------------------------------------------------------------------------------------------------------
 
 def _fails(main, argv, capsys) -> str:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    return capsys.readouterr().err
+    from bad_inputs import run_bad
+
+    prog = "nnUNetv2_malenia_convert_msd" if main is msd.main else "nnUNetv2_malenia_convert_kits23"
+    return run_bad(main, prog, argv, None, capsys)[1]
 
 
 def test_error_missing_dataset_json(tmp_path, capsys):
@@ -300,7 +300,7 @@ def test_error_unexpected_label_value_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "raw"
     err = _fails(msd.main, [str(src), "-o", str(out), "-np", "1"], capsys)
     assert f"{src / 'labelsTr' / 'liver_1.nii.gz'}: unexpected label values [4]" in err
-    assert list(out.iterdir()) == []                     # neither the dataset nor its temporary folder
+    assert not out.exists()          # neither the dataset, nor its temporary folder, nor the root made for it
 
 
 def test_error_missing_file_listed_in_training(tmp_path, capsys):
@@ -338,3 +338,20 @@ def test_knowledge_table_must_know_the_disease():
     check_diseases(["liver tumor", "kidney cyst"])
     with pytest.raises(MaleniaInputError, match="'spleen tumor' needed by this conversion"):
         check_diseases(["spleen tumor"])
+
+
+def test_failed_conversion_keeps_an_existing_root_and_unwritable_root_fails_first(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    src = make_msd(tmp_path / "src", "Task06_Lung", [1])
+    (src / "labelsTr" / "lung_1.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "raw"
+    out.mkdir()
+    run_bad(msd.main, "nnUNetv2_malenia_convert_msd", [src, "-o", out, "-np", "1"], "unreadable segmentation",
+            capsys)
+    assert out.is_dir() and list(out.iterdir()) == []   # the user's root stays, empty as it was
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    _, err = run_bad(msd.main, "nnUNetv2_malenia_convert_msd", [src, "-o", blocker / "raw", "-np", "1"],
+                     "-o below a file", capsys)
+    assert "-o: cannot be created" in err and "converting" not in err

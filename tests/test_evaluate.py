@@ -253,10 +253,10 @@ def test_cli_names_the_file_on_shape_mismatch_and_writes_nothing(tiny_evaluation
     ref_root, pred, _ = tiny_evaluation
     write_label_map(np.zeros((6, 12, 10), np.uint8), pred / "c2.nii.gz")
     out = tmp_path / "eval.json"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["-ref", str(ref_root / "labelsTs"), "-pred", str(pred), "-o", str(out), "-np", "1"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    from bad_inputs import run_bad
+
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", ["-ref", ref_root / "labelsTs", "-pred", pred, "-o", out,
+                                                         "-np", "1"], "prediction on another grid", capsys)
     assert str(pred / "c2.nii.gz") in err and "shape" in err and "(10, 12, 6)" in err
     assert not out.exists()
     (pred / "c1.nii.gz").unlink()
@@ -292,3 +292,49 @@ def test_report_that_does_not_match_the_predicted_components_is_an_error(tiny_ev
         evaluate_folders(ref_root / "labelsTs", pred, reports_dir=reports, progress=False)
     wheres = sorted((Path(p.file).name, p.where) for p in info.value.problems)
     assert wheres == [("c1.json", "lesions[0].id"), ("c1.json", "lesions[1].label"), ("c2.json", "")]
+
+
+# --- issue 13: no silent zeros --------------------------------------------------------------------------------------
+
+def test_prediction_with_other_label_names_is_refused_or_mapped(tiny_evaluation, tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    ref_root, pred, _ = tiny_evaluation
+    # plain nnUNetv2_predict output of an MSD-trained model: its own label names
+    write_json({"labels": {"background": 0, "Tumour": 1, "Cyst": 2, "Other": 3}, "file_ending": ".nii.gz"},
+               pred / "dataset.json")
+    out = tmp_path / "eval.json"
+    argv = ["-ref", ref_root / "labelsTs", "-pred", pred, "-o", out, "-np", "1"]
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", argv, "prediction label names share none with the reference",
+                     capsys)
+    assert "no label name in common with the reference: the prediction has ['Cyst', 'Other', 'Tumour']" in err
+    assert "['kidney cyst', 'kidney tumor', 'kidney']" in err and "--label-map" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", argv + ["--label-map", "Tumor=kidney tumor"],
+                     "--label-map with a name the prediction lacks", capsys)
+    assert "--label-map: Tumor=kidney tumor: 'Tumor' is not a label of" in err
+    assert not out.exists()
+    main([str(a) for a in argv] + ["--label-map", "Tumour=kidney tumor", "--label-map", "Cyst=kidney cyst"])
+    result = json.loads(out.read_text())
+    assert result["per_disease"]["kidney cyst"]["dice"] == 1.0                # the same numbers as with shared names
+    assert result["per_case"]["c1"]["kidney tumor"]["dice"] == pytest.approx(36 / 54)
+
+
+def test_prediction_value_missing_from_its_dataset_json_is_refused(tiny_evaluation, tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    ref_root, pred, _ = tiny_evaluation
+    write_json({"labels": {"background": 0, "kidney tumor": 1, "kidney cyst": 2}, "file_ending": ".nii.gz"},
+               pred / "dataset.json")                      # c1 also holds value 3
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", ["-ref", ref_root / "labelsTs", "-pred", pred, "-o",
+                                                         tmp_path / "eval.json", "-np", "1"],
+                     "prediction value not in its dataset.json", capsys)
+    assert f"{pred / 'c1.nii.gz'}: voxel values: [3] are not label values of {pred / 'dataset.json'}" in err
+
+
+def test_unwritable_output_is_refused_before_scoring(tiny_evaluation, tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    ref_root, pred, _ = tiny_evaluation
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", ["-ref", ref_root / "labelsTs", "-pred", pred, "-o", tmp_path],
+                     "-o is a folder", capsys)
+    assert f"{tmp_path}: -o: is a folder" in err and "evaluate" not in err.split("error:")[0]

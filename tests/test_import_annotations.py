@@ -34,6 +34,10 @@ def run_cli(capsys, *argv):
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in argv])
     out, err = capsys.readouterr()
+    if exit_info.value.code:
+        from bad_inputs import record
+
+        record("nnUNetv2_malenia_import_annotations", argv, exit_info.value.code, err)
     return exit_info.value.code, out, err
 
 
@@ -154,12 +158,16 @@ def test_real_workbook_against_a_raw_dataset_then_check(real, nnunet_raw, capsys
     code, out, err = run_cli(capsys, path, "-d", "520")
     assert code == 0
     assert "imported 2 rows into 2 cases" in out
-    assert "sheet 肾癌 row 6 column A: case 'case_00002' (from 'case_00002') is not in the dataset's imagesTr" in err
+    # one line per sheet for the rows of cases outside the dataset, not one per row
+    line = next(l for l in err.splitlines() if "sheet 肾癌 column A:" in l)
+    assert "row(s) name cases that are not in the dataset's imagesTr, e.g. 'case_00002' (row 6)" in line
+    assert err.count("not in the dataset's imagesTr") == len({l.split(":")[1] for l in err.splitlines()
+                                                             if "not in the dataset's imagesTr" in l})
     assert "sheet 肝癌: label 'liver tumor' is not a label of dataset.json (kidney tumor); sheet skipped" in err
     attrs = json.loads((folder / "malenia_attributes.json").read_text(encoding="utf-8"))
     assert set(attrs["cases"]) == {"case_00000", "case_00001"}
     with pytest.raises(SystemExit) as e:
-        check_main(["520"])
+        check_main(["520", "-np", "1"])
     assert e.value.code == 0
     assert "cases with per-case descriptions: 2 of 2" in capsys.readouterr().out
 
@@ -312,3 +320,34 @@ def test_cli_bad_dataset_argument_exits_2(noisy_xlsx, nnunet_raw, capsys):
     assert code == 2 and "give a dataset id" in err
     code, _, err = run_cli(capsys, noisy_xlsx, "-d", "Dataset530_Missing")
     assert code == 2 and "Dataset530_Missing: raw dataset folder not found" in err
+
+
+def test_cli_refuses_merge_with_overwrite_and_unwritable_outputs(noisy_xlsx, tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    target = tmp_path / "malenia_attributes.json"
+    target.write_text(json.dumps({"format_version": 1, "labels": {}}), encoding="utf-8")
+    before = target.read_text()
+    _, err = run_bad(main, "nnUNetv2_malenia_import_annotations", [noisy_xlsx, "-o", target, "--merge", "--overwrite"],
+                     "--merge and --overwrite together", capsys)
+    assert "--merge/--overwrite: choose one" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_import_annotations", [noisy_xlsx, "-o", tmp_path],
+                     "-o is a folder", capsys)
+    assert f"{tmp_path}: -o: is a folder" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_import_annotations",
+                     [noisy_xlsx, "-o", tmp_path / "new.json", "--records", target / "records.json"],
+                     "--records below a file", capsys)
+    assert "--records: cannot be created" in err
+    assert target.read_text() == before and not (tmp_path / "new.json").exists()
+
+
+def test_rows_of_cases_outside_the_dataset_are_summarised_per_sheet():
+    rows = [AnnotationRow(sheet="肾癌", row=i + 2, raw_case_id=f"case_{i:05d}", disease="kidney tumor",
+                          organ="kidney", codes={}, values={"density": ("hypodense",)}, report="")
+            for i in range(50)]
+    result = import_rows(rows, "x.xlsx", known_cases=["case_00000"], known_labels=["kidney tumor"])
+    assert result.n_imported == 1
+    [problem] = result.problems
+    assert problem.message.startswith("49 row(s) name cases that are not in the dataset's imagesTr, e.g. "
+                                      "'case_00001' (row 3)")
+    assert result.summaries["肾癌"].skipped == 49

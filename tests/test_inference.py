@@ -112,3 +112,62 @@ def test_checkpoint_from_another_bank_is_refused():
     with pytest.raises(RuntimeError, match="does not match the bank recorded in plans.json"):
         b.load_state_dict(a.state_dict())
     assert bank_fingerprint("ab" * 32).shape == (32,)
+
+
+# --- issue 13: model folders nnU-Net's predictor would crash on, found before anything is loaded --------------------
+
+def _model_folder(tmp_path, malenia: bool = True):
+    import json
+
+    table = load_knowledge_table()
+    block = make_block(bank_of(table, ["kidney cyst"]), {1: "kidney cyst"}, table, {"num_tokens": 16})
+    configuration = {"data_identifier": "x", "patch_size": [16, 16, 16]}
+    if malenia:
+        configuration["malenia"] = block
+    folder = tmp_path / "Dataset901_X" / "nnUNetTrainerMalenia__nnUNetPlans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps({"configurations": {"3d_fullres": configuration}}))
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "kidney cyst": 1},
+                                                     "file_ending": ".nii.gz", "channel_names": {"0": "CT"}}))
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    (images / "case_0000.nii.gz").write_bytes(b"")
+    return folder, images
+
+
+def test_predict_names_missing_checkpoints_and_plans_problems(tmp_path, capsys):
+    from bad_inputs import run_bad
+    from nnunetv2_malenia.inference.predict import main, model_problems
+
+    folder, images = _model_folder(tmp_path)
+    assert model_problems(folder, ["0"], "checkpoint_final.pth")[0].where == "-f/-chk"
+    (folder / "fold_0" / "checkpoint_best.pth").write_bytes(b"")
+    argv = ["-i", images, "-o", tmp_path / "out", "-m", folder, "-device", "cpu"]
+    _, err = run_bad(main, "nnUNetv2_malenia_predict", argv, "model folder without fold_X/checkpoint_final.pth",
+                     capsys)
+    assert "-f/-chk: no fold_X/checkpoint_final.pth; this model folder has fold_0/checkpoint_best.pth" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_predict", argv + ["-f", "1"], "-f naming a fold that was not trained",
+                     capsys)
+    assert "fold_1/checkpoint_final.pth: -f/-chk: not found" in err
+    assert model_problems(folder, None, "checkpoint_best.pth") == []
+    good_plans = (folder / "plans.json").read_text()
+    (folder / "plans.json").write_text('{"configurations": ')
+    _, err = run_bad(main, "nnUNetv2_malenia_predict", argv + ["-chk", "checkpoint_best.pth"],
+                     "malformed plans.json", capsys)
+    assert "plans.json: line 1 column 20: invalid JSON" in err
+    (folder / "plans.json").write_text(good_plans)
+    _, err = run_bad(main, "nnUNetv2_malenia_predict", ["-i", images, "-o", images / "case_0000.nii.gz", "-m", folder,
+                                                        "-chk", "checkpoint_best.pth"], "-o is a file", capsys)
+    assert "case_0000.nii.gz: -o: exists and is not a folder" in err
+
+
+def test_predict_refuses_a_model_not_trained_with_malenia(tmp_path, capsys):
+    from bad_inputs import run_bad
+    from nnunetv2_malenia.inference.predict import main
+
+    folder, images = _model_folder(tmp_path, malenia=False)
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    _, err = run_bad(main, "nnUNetv2_malenia_predict", ["-i", images, "-o", tmp_path / "out", "-m", folder,
+                                                        "-device", "cpu"], "model not trained with Malenia",
+                     capsys)
+    assert "plans.json: malenia: no Malenia block in this plans configuration" in err

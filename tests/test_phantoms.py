@@ -143,11 +143,11 @@ def test_user_disease_with_unrenderable_value_is_rejected(tmp_path, capsys):
             "surface": ["smooth glossy margin"], "relationship": ["not_close"], "specific_features": ["none"]}}}}
     f = tmp_path / "table.json"
     f.write_text(json.dumps(table))
-    with pytest.raises(SystemExit) as e:
-        main(["-d", "902", "-o", str(tmp_path), "--split", "all", "--cases", "1", "--size", "24", "24", "24",
-              "--knowledge-table", str(f), "-np", "1"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+    from bad_inputs import run_bad
+
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "902", "-o", tmp_path, "--split", "all", "--cases", "1",
+                                                         "--size", "24", "24", "24", "--knowledge-table", f, "-np", "1"],
+                     "knowledge table with a value the renderer cannot draw", capsys)
     assert "surface" in err and "well_defined" in err
     assert not (tmp_path / "Dataset902_MaleniaPhantom").exists()
 
@@ -187,3 +187,76 @@ def test_real_anatomy_mode(tmp_path):
         assert label.any()
         for record in per_label.values():
             assert record["enhancement_status"] == [phase]
+
+
+# --- issue 13: refusals before anything is written, a fresh folder every run, the table travels with the dataset --
+
+SMALL = ["--split", "seen", "--cases", "1", "--size", "16", "16", "16", "-np", "1"]
+
+
+def test_existing_dataset_is_refused_without_overwrite_and_replaced_whole_with_it(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    main(["-d", "905", "-o", str(tmp_path), "--cases", "2", *SMALL[:2], *SMALL[4:]])
+    folder = tmp_path / "Dataset905_MaleniaPhantom"
+    assert (folder / "labelsTr" / "phantom_00001.nii.gz").is_file()
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "905", "-o", tmp_path, *SMALL],
+                     "dataset folder exists", capsys)
+    assert "--overwrite" in err and str(folder) in err
+    main(["-d", "905", "-o", str(tmp_path), *SMALL, "--overwrite"])
+    # the earlier run's second case is gone, numTraining matches the files, and no hidden temporary folder is left
+    assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == ["phantom_00000.nii.gz"]
+    assert json.loads((folder / "dataset.json").read_text())["numTraining"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset905_MaleniaPhantom"]
+
+
+def test_second_name_for_a_taken_id_and_bad_ids_are_refused(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    main(["-d", "906", "-o", str(tmp_path), *SMALL])
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "906", "-o", tmp_path, "--name", "Other", *SMALL],
+                     "second name for a taken dataset id", capsys)
+    assert "Dataset906_MaleniaPhantom" in err and "already taken" in err
+    for bad_id in ("-5", "1000"):
+        _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", bad_id, "-o", tmp_path, *SMALL],
+                         "dataset id out of range", capsys)
+        assert "1..999" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "907", "-o", tmp_path, "--name", "a/b", *SMALL],
+                     "dataset name with a path separator", capsys)
+    assert "--name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset906_MaleniaPhantom"]
+
+
+def test_unwritable_outputs_are_refused_before_rendering(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "908", "-o", blocker / "raw", *SMALL],
+                     "-o below a file", capsys)
+    assert "-o" in err and "is a file" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "908", "-o", tmp_path / "raw", "--preview", blocker,
+                                                         *SMALL], "--preview is a file", capsys)
+    assert "--preview" in err and "not a folder" in err
+    assert not (tmp_path / "raw").exists()
+
+
+def test_knowledge_table_is_copied_into_the_dataset(tmp_path):
+    table = {"format_version": 1, "diseases": {"spleen cyst": {
+        "organ": "spleen", "attributes": {
+            "enhancement_status": ["contrast_enhanced"], "location": ["spleen"], "shape": ["round_like"],
+            "density": ["hypodense"], "density_variation": ["homogeneous"], "surface": ["well_defined"],
+            "relationship": ["not_close"], "specific_features": ["fluid_density"]}}}}
+    f = tmp_path / "elsewhere" / "table.json"
+    f.parent.mkdir()
+    f.write_text(json.dumps(table))
+    main(["-d", "909", "-o", str(tmp_path / "raw"), "--split", "all", "--cases", "1", "--size", "32", "32", "32",
+          "--knowledge-table", str(f), "-np", "1"])
+    folder = tmp_path / "raw" / "Dataset909_MaleniaPhantom"
+    assert json.loads((folder / "malenia_attributes.json").read_text())["knowledge_table"] == \
+        "malenia_knowledge_table.json"
+    f.unlink()                                      # the user's table moves away; the dataset must not notice
+    moved = tmp_path / "moved"
+    (tmp_path / "raw").rename(moved)
+    attrs = load_dataset_attributes(moved / "Dataset909_MaleniaPhantom")
+    assert attrs.labels["spleen cyst"].disease == "spleen cyst"

@@ -281,10 +281,12 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     path = tmp_path / "reports.csv"
     path.write_text("id,text\nc1,\n,A lesion.\n", encoding="utf-8")
     out = tmp_path / "parsed.json"
-    with pytest.raises(SystemExit) as e:
-        main(["-i", str(path), "-o", str(out), "--case-column", "id", "--report-column", "text", "--organ", "liver"])
-    assert e.value.code == 2 and not out.exists()
-    err = capsys.readouterr().err
+    from bad_inputs import run_bad
+
+    _, err = run_bad(main, "nnUNetv2_malenia_parse_reports", ["-i", path, "-o", out, "--case-column", "id",
+                                                              "--report-column", "text", "--organ", "liver"],
+                     "CSV with an empty report and an empty case id", capsys)
+    assert not out.exists()
     assert "row 2 column text: empty report" in err and "row 3 column id: empty case id" in err
 
 
@@ -342,3 +344,18 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
     assert support(text, "relationship", ("1",)) == "supports"   # silent, and "not close" is the convention
     assert support(text, "relationship", ("2",)) == "silent"
     assert parser.stated_values(text, "density", "kidney") == ("hypodense", "hyperdense")
+
+
+def test_cli_unwritable_output_is_refused_before_parsing(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "case_1.txt").write_text("A 2 cm hypodense lesion in the left kidney.", encoding="utf-8")
+    _, err = run_bad(main, "nnUNetv2_malenia_parse_reports", ["-i", folder, "-o", tmp_path, "--organ", "kidney"],
+                     "-o is a folder", capsys)
+    assert f"{tmp_path}: -o: is a folder; give a file name" in err
+    _, err = run_bad(main, "nnUNetv2_malenia_parse_reports",
+                     ["-i", folder, "-o", folder / "case_1.txt" / "out.json", "--organ", "kidney"],
+                     "-o below a file", capsys)
+    assert "-o: cannot be created" in err and "parsing reports" not in err

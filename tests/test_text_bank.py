@@ -170,26 +170,28 @@ def test_ensure_bank_builds_reuses_and_rebuilds(nnunet_env, tiny_encoder, tiny_e
 
 
 def test_cli_end_to_end_and_errors(nnunet_env, tiny_encoder_dir, monkeypatch, capsys):
+    from bad_inputs import run_bad
+
     main(["901", "--text-encoder", str(tiny_encoder_dir)])
     assert load_bank(nnunet_env / "nnUNet_preprocessed" / "Dataset901_TinyBank").dim == 32
-    with pytest.raises(SystemExit) as exit_info:
-        main(["902"])
-    assert exit_info.value.code == 2 and "902" in capsys.readouterr().err
+    prog = "nnUNetv2_malenia_build_bank"
+    _, err = run_bad(main, prog, ["902"], "dataset id that does not exist", capsys)
+    assert "902" in err
     (nnunet_env / "nnUNet_raw" / "Dataset901_TinyBank" / "malenia_attributes.json").unlink()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["901", "--text-encoder", str(tiny_encoder_dir)])
-    assert exit_info.value.code == 2 and "malenia_attributes.json" in capsys.readouterr().err
+    _, err = run_bad(main, prog, ["901", "--text-encoder", tiny_encoder_dir], "dataset without malenia_attributes.json",
+                     capsys)
+    assert "malenia_attributes.json" in err
     monkeypatch.delenv("nnUNet_preprocessed")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["901"])
-    assert exit_info.value.code == 2 and "nnUNet_preprocessed" in capsys.readouterr().err
+    _, err = run_bad(main, prog, ["901"], "nnUNet_preprocessed not set", capsys)
+    assert "nnUNet_preprocessed" in err
 
 
 def test_cli_missing_raw_env(monkeypatch, capsys):
+    from bad_inputs import run_bad
+
     monkeypatch.delenv("nnUNet_raw", raising=False)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["901"])
-    assert exit_info.value.code == 2 and "nnUNet_raw" in capsys.readouterr().err
+    _, err = run_bad(main, "nnUNetv2_malenia_build_bank", ["901"], "nnUNet_raw not set", capsys)
+    assert "nnUNet_raw" in err
 
 
 def test_unloadable_encoder_name_says_how_to_provide_it(monkeypatch):
@@ -209,3 +211,40 @@ def test_default_encoder_embeds_similar_texts_closer():
     assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
     similarity = emb @ emb.T   # [3, 3] cosine similarities
     assert similarity[0, 1] > similarity[0, 2]
+
+
+def test_cli_device_damaged_bank_missing_encoder_folder_and_blocked_output(nnunet_env, tiny_encoder_dir, monkeypatch,
+                                                                           capsys):
+    from bad_inputs import run_bad
+
+    prog, enc = "nnUNetv2_malenia_build_bank", ["--text-encoder", str(tiny_encoder_dir)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, err = run_bad(main, prog, ["901", *enc, "--device", "cuda"], "--device cuda without a GPU", capsys)
+    assert "--device: cuda: torch sees no CUDA GPU" in err
+    _, err = run_bad(main, prog, ["901", "--text-encoder", nnunet_env / "no" / "such" / "encoder"],
+                     "--text-encoder folder that does not exist", capsys)
+    assert "encoder: --text-encoder: folder does not exist" in err and "Repo id" not in err
+    out_folder = nnunet_env / "nnUNet_preprocessed" / "Dataset901_TinyBank"
+    out_folder.write_text("not a folder")
+    _, err = run_bad(main, prog, ["901", *enc], "nnUNet_preprocessed/<dataset> is a file", capsys)
+    assert "nnUNet_preprocessed: exists and is not a folder" in err
+    out_folder.unlink()
+    main(["901", *enc])
+    (out_folder / EMBEDDINGS_FILENAME).write_bytes(b"\x00" * 16)         # a damaged stored bank
+    _, err = run_bad(main, prog, ["901", *enc], "damaged stored bank", capsys)
+    assert "cannot be read as safetensors" in err and "--force" in err
+    main(["901", *enc, "--force"])
+    assert load_bank(out_folder).dim == 32
+
+
+def test_up_to_date_bank_is_reused_after_its_encoder_folder_moved(nnunet_env, tiny_encoder_dir, tmp_path, capsys):
+    """The folder check is made when an encoder is loaded, not when a stored bank's hash is recomputed."""
+    import shutil
+
+    copy = tmp_path / "encoder_copy"
+    shutil.copytree(tiny_encoder_dir, copy)
+    built = ensure_bank("901", str(copy))
+    shutil.rmtree(copy)
+    capsys.readouterr()
+    reused = ensure_bank("901")                       # the trainer's call: the encoder the bank records
+    assert "up to date" in capsys.readouterr().out and torch.equal(reused.embeddings, built.embeddings)

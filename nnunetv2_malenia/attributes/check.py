@@ -11,7 +11,6 @@ Every problem is printed as one line ``file: key path: message``; the exit code 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import List, Optional, Sequence
 from nnunetv2_malenia.attributes.dataset_attributes import DatasetAttributes, load_dataset_attributes
 from nnunetv2_malenia.attributes.schema import ORGAN_ASPECT, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
+from nnunetv2_malenia.utils.cli import make_parser
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME, raw_dataset_folder
 
 
@@ -110,28 +110,64 @@ def summary_lines(attributes: DatasetAttributes, n_cases: Optional[int] = None) 
                      for text in texts}
     dataset_texts |= {(aspect, text) for per_case in attributes.cases.values() for texts_by_aspect in
                       per_case.values() for aspect, texts in texts_by_aspect.items() for text in texts}
-    lines.append(f"distinct descriptions: {len(attributes.all_descriptions())} for the text bank "
-                 f"(knowledge table and this dataset), {len(dataset_texts)} used by this dataset's labels and cases")
+    # the same rows build_bank encodes, so the two commands report one number and its parts
+    from nnunetv2_malenia.text_bank.build_bank import bank_entries
+
+    n_rows, n_descriptions = len(bank_entries(attributes)), len(attributes.all_descriptions())
+    lines.append(f"text bank: {n_rows} rows for nnUNetv2_malenia_build_bank = {n_descriptions} distinct descriptions "
+                 f"(knowledge table and this dataset; {len(dataset_texts)} of them used by this dataset's labels and "
+                 f"cases) + {n_rows - n_descriptions} paragraph texts (one per lesion label and per-case lesion "
+                 f"entry: its eight aspects joined; used by the single-positive ablation)")
     return lines
 
 
+def check_dataset(folder: Path, progress: bool = False, num_processes: int = 1) -> DatasetAttributes:
+    """The attribute file and, as nnU-Net's verify_dataset_integrity would, the images and labels beside it."""
+    from nnunetv2_malenia.attributes.dataset_integrity import integrity_problems
+
+    problems = raw_dataset_problems(folder)
+    if problems:
+        raise MaleniaInputError(problems)
+    try:
+        attributes, problems = validate_raw_dataset(folder), []
+    except MaleniaInputError as e:
+        attributes, problems = None, list(e.problems)
+    # an attribute file can be perfect for a dataset nnU-Net refuses or reads wrongly: check both, report both
+    problems += integrity_problems(folder, read_json(folder / "dataset.json", "dataset.json"), progress,
+                                   num_processes)
+    if problems:
+        raise MaleniaInputError(problems)
+    return attributes
+
+
+def _default_processes() -> int:
+    from nnunetv2.configuration import default_num_processes     # nnUNet_def_n_proc, as verify_dataset_integrity
+
+    return default_num_processes
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_check",
-        description="Validate the Malenia attribute file (malenia_attributes.json) of an nnU-Net raw dataset in "
-                    "nnUNet_raw: every label described, per-case entries naming existing cases and lesion labels, "
-                    "known aspects and value keys, resolvable diseases. Prints one line per problem and exits 2, "
-                    "or prints a short summary and exits 0.")
+    parser = make_parser(
+        "nnUNetv2_malenia_check",
+        "Validate an nnU-Net raw dataset in nnUNet_raw for Malenia. The attribute file (malenia_attributes.json): "
+        "every label described, per-case entries naming existing cases and lesion labels, known aspects and value "
+        "keys, resolvable diseases. The dataset itself, as nnU-Net's verify_dataset_integrity would see it: "
+        "numTraining, stray or missing files in imagesTr/labelsTr, each label map on its image's grid and holding "
+        "only values of dataset.json. Prints one line per problem and exits 2, or prints a short summary and "
+        "exits 0.")
     parser.add_argument("dataset", metavar="DATASET_NAME_OR_ID", help="dataset name or id, as for nnUNetv2_train")
+    parser.add_argument("-np", dest="num_processes", type=int, default=_default_processes(),
+                        help="processes reading the label maps (default: nnU-Net's, %(default)s)")
     args = parser.parse_args(argv)
     try:
         folder = raw_dataset_folder(args.dataset)
-        attributes = validate_raw_dataset(folder)
+        attributes = check_dataset(folder, progress=sys.stderr.isatty(), num_processes=args.num_processes)
     except MaleniaInputError as e:
         exit_with_problems(e, f"{len(e.problems)} problem(s) found")
     from nnunetv2_malenia.attributes.dataset_attributes import list_raw_cases
 
     n_cases = len(list_raw_cases(folder, read_json(folder / "dataset.json", "dataset.json")))
+    print(f"{folder}: OK (images, labels and dataset.json as nnU-Net reads them)")
     print(f"{folder / DATASET_ATTRIBUTES_FILENAME}: OK")
     for line in summary_lines(attributes, n_cases):
         print(line)

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary, read_json
-from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import file_problems, make_parser
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
 CASE_ID_COLUMN = "A"
@@ -371,6 +372,7 @@ def import_rows(rows: Sequence[AnnotationRow], file: str, id_mapping: Mapping[st
     records: List[dict] = []
     placed_at: Dict[Tuple[str, str], int] = {}            # (case, label) -> row that provided it
     rejected_sheets = set()
+    elsewhere: Dict[str, List[Tuple[int, str]]] = {}     # sheet -> (row, case id) of cases not in the dataset
     for r in rows:
         label = label_names.get(r.sheet, r.disease)
         at = f"sheet {r.sheet} row {r.row}"
@@ -401,8 +403,9 @@ def import_rows(rows: Sequence[AnnotationRow], file: str, id_mapping: Mapping[st
             continue
         record["case_id"] = case_id
         if known_cases is not None and case_id not in known_cases:
-            skip(f"{at} column {CASE_ID_COLUMN}", f"case {case_id!r} (from {r.raw_case_id!r}) is not in the "
-                                                  f"dataset's imagesTr; skipped")
+            # summarised per sheet after the loop: a workbook for a partial dataset would print hundreds of lines
+            elsewhere.setdefault(r.sheet, []).append((r.row, case_id))
+            summary.skipped += 1
             continue
         if not r.values:
             skip(f"{at}", f"no valid code for {case_id!r}; skipped")
@@ -416,6 +419,11 @@ def import_rows(rows: Sequence[AnnotationRow], file: str, id_mapping: Mapping[st
         labels.setdefault(label, r.disease)
         record["imported"] = True
         summary.imported += 1
+    for sheet, found in elsewhere.items():
+        examples = ", ".join(f"{case!r} (row {row})" for row, case in found[:3])
+        log.add(sheet, f"sheet {sheet} column {CASE_ID_COLUMN}",
+                f"{len(found)} row(s) name cases that are not in the dataset's imagesTr, e.g. {examples}; skipped "
+                f"(wrong -d, or ids that need an --id-mapping?)")
     return ImportResult(cases=dict(cases), labels=labels, records=records, summaries=log.summaries,
                         problems=log.problems)
 
@@ -452,9 +460,9 @@ def new_attribute_file(result: ImportResult) -> dict:
 # --- command -----------------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_import_annotations",
-        description="Import the Malenia annotation spreadsheet (one sheet per lesion type, codes in columns B-H, "
+    p = make_parser(
+        "nnUNetv2_malenia_import_annotations",
+        "Import the Malenia annotation spreadsheet (one sheet per lesion type, codes in columns B-H, "
                     "report text in column I) as per-case lesion attributes of a dataset attribute file "
                     "(malenia_attributes.json). Problems in the sheet (blank cells, out-of-range codes, example rows, "
                     "unknown ids) are printed as warnings; affected aspects fall back to the label's description.")
@@ -518,6 +526,10 @@ def run(args: argparse.Namespace) -> int:
         output = output or folder / "malenia_attributes.json"
     if output is None:
         raise MaleniaInputError(Problem("", "-o", "give -o FILE (or -d DATASET to write its malenia_attributes.json)"))
+    if args.merge and args.overwrite:
+        raise MaleniaInputError(Problem("", "--merge/--overwrite", "choose one: --merge updates the existing file, "
+                                                                   "--overwrite replaces it"))
+    raise_if_problems(file_problems(output, "-o") + (file_problems(args.records, "--records") if args.records else []))
     if args.merge and not output.is_file():
         raise MaleniaInputError(Problem(str(output), "", "--merge needs an existing attribute file"))
     if output.exists() and not (args.merge or args.overwrite):

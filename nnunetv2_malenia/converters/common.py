@@ -369,15 +369,22 @@ def check_target(root: Path, dataset_id: int, name: str, overwrite: bool) -> Pat
     """``root/Dataset<ID>_<name>``; another dataset with the same id (in nnUNet_raw, _preprocessed or _results,
     as nnU-Net resolves ids there) is an error, and so is the same dataset unless ``overwrite``."""
     if not 0 < dataset_id < 1000:
-        raise MaleniaInputError(Problem("-d", "", f"dataset id must be 1..999, got {dataset_id}"))
+        raise MaleniaInputError(Problem("", "-d", f"dataset id must be 1..999, got {dataset_id}"))
+    from nnunetv2_malenia.utils.cli import folder_problems
+
+    problems = folder_problems(root, "-o")        # before the work: a read-only root fails now, not at the end
+    if problems:
+        raise MaleniaInputError(problems)
     target = root / f"Dataset{dataset_id:03d}_{name}"
     prefix = f"Dataset{dataset_id:03d}_"
     places = [root] + [Path(os.environ[v]) for v in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(v)]
     clashes = [p / d for p in places if p.is_dir() for d in os.listdir(p)
                if d.startswith(prefix) and (p / d).is_dir() and d != target.name]
     if clashes:
-        raise MaleniaInputError(Problem(str(clashes[0]), "", f"dataset id {dataset_id} is already taken; "
-                                                             f"choose another with -d"))
+        # two Dataset<ID>_* folders break every nnU-Net lookup of that id, so a second name is refused, not added
+        raise MaleniaInputError(Problem(str(target), "-d", f"dataset id {dataset_id} is already taken by "
+                                        f"{', '.join(map(str, sorted(clashes)))}; choose another id with -d, or "
+                                        f"use that dataset's name (--overwrite replaces it)"))
     if target.exists() and not overwrite:
         raise MaleniaInputError(Problem(str(target), "", "exists; use --overwrite to replace it"))
     return target
@@ -387,8 +394,12 @@ def check_target(root: Path, dataset_id: int, name: str, overwrite: bool) -> Pat
 def atomic_folder(target: Path) -> Iterator[Path]:
     """A hidden temporary folder next to ``target``, renamed onto it when the block succeeds and removed when it
     fails, so nnU-Net never sees a half-written dataset. Same file system, so the rename is atomic."""
+    from nnunetv2_malenia.utils.atomic_io import normal_mode
+
+    created = _missing_parents(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    normal_mode(tmp, folder=True)      # the dataset folder itself, once renamed
     try:
         yield tmp
         if target.exists():
@@ -402,6 +413,20 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+            # a failed run leaves the disk as it found it: no empty output root made just for this run
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()                 # only succeeds while empty
+
+
+def _missing_parents(folder: Path) -> List[Path]:
+    """Folders that mkdir(parents=True) would create, deepest first."""
+    out = []
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 # --- the conversion ----------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from nnunetv2_malenia.converters.common import (FILE_ENDING, CaseJob, Conversion
                                                 check_diseases, check_target, id_mapping_for, output_root,
                                                 plan_labels, read_annotations, read_reports, run_main, write_dataset)
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.utils.cli import make_parser
 
 DATASET_NAME = "KiTS2023"
 DEFAULT_ID = 220                      # nnU-Net's own KiTS23 conversion (Dataset220_KiTS2023.py) uses 220 too
@@ -87,9 +88,9 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_convert_kits23",
-        description="Convert KiTS23 (case_XXXXX/imaging.nii.gz + segmentation.nii.gz; labels 1 kidney, 2 tumor, "
+    p = make_parser(
+        "nnUNetv2_malenia_convert_kits23",
+        "Convert KiTS23 (case_XXXXX/imaging.nii.gz + segmentation.nii.gz; labels 1 kidney, 2 tumor, "
                     "3 cyst) into an nnU-Net raw dataset with the lesion labels 'kidney tumor' and 'kidney cyst' "
                     "and a malenia_attributes.json (spreadsheet rows, then parsed reports, then knowledge-table "
                     "defaults).")

@@ -36,6 +36,7 @@ from nnunetv2_malenia.converters.common import (FILE_ENDING, CaseJob, Conversion
                                                 check_diseases, check_target, id_mapping_for, output_root,
                                                 plan_labels, read_annotations, read_reports, run_main, write_dataset)
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
+from nnunetv2_malenia.utils.cli import make_parser
 
 PANCREAS_CYST = "pancreas cyst"
 PANCREAS_TUMOR = "pancreas tumor"
@@ -262,9 +263,9 @@ def _paragraphs(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_convert_msd", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=_paragraphs("Convert an MSD lesion task (" + ", ".join(TASKS) + ") into an nnU-Net raw dataset with "
+    p = make_parser(
+        "nnUNetv2_malenia_convert_msd",
+        _paragraphs("Convert an MSD lesion task (" + ", ".join(TASKS) + ") into an nnU-Net raw dataset with "
                     "lesion labels named by knowledge-table disease and a malenia_attributes.json. Per-case "
                     "attributes: spreadsheet rows, then parsed reports, then the knowledge-table defaults.\n\n"
                     "Pancreas: MSD label 2 holds tumours and cysts. With --annotations, cases on the spreadsheet's "

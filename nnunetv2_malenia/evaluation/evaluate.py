@@ -46,6 +46,7 @@ from tqdm import tqdm
 from nnunetv2_malenia.attributes.dataset_attributes import foreground_labels
 from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary, read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import file_problems, make_parser
 from nnunetv2_malenia.evaluation.attribute_matching import (AttributeCounts, ValueCanon, best_reference_match,
                                                             load_report, score_case)
 from nnunetv2_malenia.evaluation.lesions import (DetectionCounts, component_index_map, detection_counts,
@@ -77,6 +78,8 @@ class _CaseJob:
     report_file: Optional[str]
     # label name -> aspect -> canonical reference values of this case (None: no --attributes)
     reference_values: Optional[Mapping[str, Mapping[str, FrozenSet[str]]]]
+    prediction_values: FrozenSet[int] = frozenset()   # values the prediction's dataset.json names (0 included)
+    prediction_dataset_json: str = ""
 
 
 # ----------------------------------------------------------------------------------------------------------- input
@@ -136,6 +139,11 @@ def evaluate_case(job: _CaseJob) -> dict:
     pred, pred_geo = read_label_map(job.prediction_file, problems)
     if ref is not None and pred is not None:
         problems += geometry_problems(job.reference_file, ref_geo, job.prediction_file, pred_geo)
+        unknown = sorted(set(np.unique(pred).tolist()) - job.prediction_values)
+        if unknown:
+            # a value no label names would otherwise be scored as nothing: a wrong -djfile, or a wrong folder
+            problems.append(Problem(job.prediction_file, "voxel values", f"{unknown[:10]} are not label values of "
+                                    f"{job.prediction_dataset_json} (it has {sorted(job.prediction_values)})"))
     if problems:
         return {"case": job.case, "problems": problems}
     ref, pred, spacing = _squeeze_singletons(ref, pred, ref_geo["spacing"])
@@ -196,11 +204,16 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
                      attributes_file: Path | str | None = None, reports_dir: Path | str | None = None,
                      knowledge_tables: Sequence[Path | str] = (), prediction_dataset_json: Path | str | None = None,
                      reference_dataset_json: Path | str | None = None, nsd_tolerance_mm: float = 2.0,
-                     num_processes: int = 1, use_subvoxels: bool = False, progress: bool = True) -> dict:
+                     num_processes: int = 1, use_subvoxels: bool = False, progress: bool = True,
+                     label_map: Mapping[str, str] | None = None) -> dict:
     """Evaluate every reference case of ``reference_dir`` against the same file name in ``prediction_dir``.
 
+    ``label_map``: prediction label name -> reference label name, for predictions whose dataset.json names the
+    diseases differently (e.g. plain ``nnUNetv2_predict`` output with a training dataset's MSD-style names).
+
     Returns the result dict (also written atomically to ``output_file`` when given). Raises MaleniaInputError with
-    every problem found (missing files, label maps on different grids, bad reports) before writing anything.
+    every problem found (missing files, label maps on different grids, bad reports, no label name shared by
+    prediction and reference) before writing anything.
     """
     from nnunetv2_malenia.attributes import load_knowledge_table
 
@@ -213,6 +226,8 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         problems.append(Problem(str(reports_dir), "--reports", "folder not found"))
     if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
         problems.append(Problem("", "--nsd-tolerance", f"must be a number >= 0 (mm), got {nsd_tolerance_mm}"))
+    if output_file is not None:
+        problems += file_problems(output_file, "-o")     # before the scoring, not after it
     raise_if_problems(problems)
 
     ref_dj_file = Path(reference_dataset_json or reference_dir.parent / "dataset.json")
@@ -222,6 +237,8 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
     ref_labels = foreground_labels(ref_dj, str(ref_dj_file), problems)
     pred_labels = foreground_labels(pred_dj, str(pred_dj_file), problems)
     raise_if_problems(problems)
+    prediction_values = frozenset([0, *pred_labels.values()])
+    pred_labels = _renamed(pred_labels, dict(label_map or {}), ref_labels, str(pred_dj_file))
 
     table = load_knowledge_table(list(knowledge_tables))
     attributes = None
@@ -245,6 +262,12 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
                    if n not in organ_labels)
     if not labels:
         raise MaleniaInputError(Problem(str(ref_dj_file), "labels", "no lesion label to evaluate"))
+    if not any(l.prediction_value is not None for l in labels):
+        # every disease would score 0 against an empty prediction: almost surely a naming mismatch, not a result
+        raise MaleniaInputError(Problem(str(pred_dj_file), "labels", (
+            f"no label name in common with the reference: the prediction has {sorted(pred_labels)}, the reference "
+            f"({ref_dj_file}) has {[l.name for l in labels]}. Name the prediction's labels with "
+            f"--label-map PRED_NAME=REF_NAME (repeatable)")))
 
     ending = ref_dj.get("file_ending", ".nii.gz")
     cases = sorted(p.name[:-len(ending)] for p in reference_dir.iterdir()
@@ -268,7 +291,7 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         jobs.append(_CaseJob(case, str(reference_dir / f"{case}{ending}"), str(prediction_dir / f"{case}{ending}"),
                              labels, float(nsd_tolerance_mm), use_subvoxels,
                              str(Path(reports_dir) / f"{case}.json") if reports_dir is not None else None,
-                             ref_values))
+                             ref_values, prediction_values, str(pred_dj_file)))
 
     bar = dict(total=len(jobs), desc="evaluate", disable=not progress)
     if num_processes > 1 and len(jobs) > 1:
@@ -284,6 +307,7 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         "reference_dataset_json": str(ref_dj_file), "prediction_dataset_json": str(pred_dj_file),
         "attributes": str(attributes_file) if attributes_file else None,
         "reports": str(reports_dir) if reports_dir else None, "knowledge_tables": list(table.files),
+        "label_map": dict(label_map or {}),
         "nsd_tolerance_mm": float(nsd_tolerance_mm), "nsd_implementation": "monai.metrics.compute_surface_dice",
         "nsd_use_subvoxels": use_subvoxels,
         "empty_convention": "both empty: Dice/NSD null, case left out of the mean; one empty: 0",
@@ -300,6 +324,29 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
 
         write_json_atomic(result, output_file)
     return result
+
+
+def _renamed(pred_labels: Dict[str, int], label_map: Mapping[str, str], ref_labels: Mapping[str, int],
+             pred_dj_file: str) -> Dict[str, int]:
+    """Prediction label name -> value, with --label-map applied; every name in the map must exist on its side."""
+    problems = [Problem("", "--label-map", f"{p}={r}: {p!r} is not a label of {pred_dj_file} "
+                                           f"({', '.join(sorted(pred_labels))})")
+                for p, r in label_map.items() if p not in pred_labels]
+    problems += [Problem("", "--label-map", f"{p}={r}: {r!r} is not a reference label ({', '.join(ref_labels)})")
+                 for p, r in label_map.items() if r not in ref_labels]
+    raise_if_problems(problems)
+    return {label_map.get(n, n): v for n, v in pred_labels.items()}
+
+
+def parse_label_map(specs: Sequence[str]) -> Dict[str, str]:
+    out, problems = {}, []
+    for spec in specs:
+        pred, sep, ref = (x.strip() for x in spec.partition("="))
+        if not (sep and pred and ref):
+            problems.append(Problem("", "--label-map", f"{spec!r}: expected PRED_NAME=REF_NAME"))
+        out[pred] = ref
+    raise_if_problems(problems)
+    return out
 
 
 def _aggregate(case_results: Sequence[dict], labels: Sequence[EvalLabel], with_attributes: bool,
@@ -385,9 +432,9 @@ def format_report_table(result: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_evaluate",
-        description="Per-disease Dice and NSD, lesion detection precision/recall/F1, and with lesion reports the "
+    p = make_parser(
+        "nnUNetv2_malenia_evaluate",
+        "Per-disease Dice and NSD, lesion detection precision/recall/F1, and with lesion reports the "
                     "paper's lesion-attribute matching (Table 8) and disease identification accuracy. Diseases are "
                     "label names: a reference label is compared with the predicted label of the same name.")
     p.add_argument("-ref", required=True, metavar="LABELS_DIR", help="reference label maps (e.g. labelsTs)")
@@ -402,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(default PRED_DIR/dataset.json)")
     p.add_argument("--ref-dataset-json", metavar="FILE", help="dataset.json naming the reference labels "
                                                              "(default LABELS_DIR/../dataset.json)")
+    p.add_argument("--label-map", action="append", default=[], metavar="PRED_NAME=REF_NAME",
+                   help="score the prediction's label PRED_NAME as the reference's REF_NAME (repeatable), e.g. "
+                        "'Tumour=liver tumor' for nnUNetv2_predict output with MSD label names")
     p.add_argument("--nsd-tolerance", type=float, default=2.0, metavar="MM", help="NSD tolerance in mm (default 2)")
     p.add_argument("--nsd-subvoxels", action="store_true",
                    help="NSD over DeepMind-style surface elements instead of edge voxels (MONAI use_subvoxels)")
@@ -412,11 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        label_map = parse_label_map(args.label_map)
         result = evaluate_folders(args.ref, args.pred, args.output, attributes_file=args.attributes,
                                   reports_dir=args.reports, knowledge_tables=args.knowledge_table,
                                   prediction_dataset_json=args.djfile, reference_dataset_json=args.ref_dataset_json,
                                   nsd_tolerance_mm=args.nsd_tolerance, num_processes=args.num_processes,
-                                  use_subvoxels=args.nsd_subvoxels)
+                                  use_subvoxels=args.nsd_subvoxels, label_map=label_map)
     except MaleniaInputError as e:
         exit_with_problems(e, f"{len(e.problems)} problem(s) found; nothing written")
     print(format_table(result))

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import folder_problems, make_parser
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
 REPORTS_SUBFOLDER = "reports"
@@ -31,8 +32,7 @@ OVERLAYS_SUBFOLDER = "overlays"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser("nnUNetv2_malenia_predict", __doc__)
     p.add_argument("-i", required=True, help="input folder of images named like nnU-Net's imagesTs (CASE_0000.nii.gz)")
     p.add_argument("-o", required=True, help="output folder")
     model = p.add_argument_group("model (either -m or -d/-c)")
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("-tr", default="nnUNetTrainerMalenia", help="trainer (default nnUNetTrainerMalenia)")
     model.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     p.add_argument("-f", nargs="+", default=None, help="folds (default: every fold with a checkpoint)")
-    p.add_argument("-chk", default="checkpoint_final.pth")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name in each fold_X folder")
     p.add_argument("--knowledge-table", action="append", default=[], metavar="FILE",
                    help="extra knowledge table(s) merged over the model's (new diseases are segmented zero-shot)")
     p.add_argument("--diseases", nargs="+", help="restrict the output classes to these diseases")
@@ -50,13 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reports", action="store_true", help="label maps only")
     p.add_argument("--describe-masks", metavar="MASKS_DIR",
                    help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
-    p.add_argument("-step_size", type=float, default=0.5)
+    p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, slightly worse)")
-    p.add_argument("--save_probabilities", action="store_true")
+    p.add_argument("--save_probabilities", action="store_true", help="also write the class probabilities (.npz)")
     p.add_argument("--continue_prediction", action="store_true", help="skip cases whose output exists")
     p.add_argument("-npp", type=int, default=3, help="preprocessing processes")
     p.add_argument("-nps", type=int, default=3, help="segmentation export processes")
-    p.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"))
+    p.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"), help="device to predict on")
     return p
 
 
@@ -82,7 +82,71 @@ def _model_folder(args) -> str:
     for required in ("plans.json", "dataset.json"):
         if not (folder / required).is_file():
             raise MaleniaInputError(f"{folder / required}: not found; is {folder} a trained model folder?")
+    raise_if_problems(model_problems(folder, args.f, args.chk))
     return str(folder)
+
+
+def model_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str) -> List[Problem]:
+    """What nnU-Net's predictor would crash on (a JSON traceback, ``UnboundLocalError`` for a fold without its
+    checkpoint) or load wrongly (a model not trained with nnUNetTrainerMalenia), found before it loads anything."""
+    problems: List[Problem] = []
+    plans_file = folder / "plans.json"
+    try:
+        plans = read_json(plans_file, "model plans")
+        read_json(folder / "dataset.json", "model dataset.json")
+    except MaleniaInputError as e:
+        problems += e.problems
+        plans = None
+    if plans is not None:
+        configurations = plans.get("configurations")
+        if not isinstance(configurations, dict) or not configurations:
+            problems.append(Problem(str(plans_file), "configurations", "missing or empty: not an nnU-Net plans file"))
+        else:
+            problems += _block_problems(plans, folder.name, str(plans_file))
+    problems += _checkpoint_problems(folder, folds, checkpoint)
+    return problems
+
+
+def _block_problems(plans: dict, folder_name: str, plans_file: str) -> List[Problem]:
+    """The Malenia block of the model's configuration (named by the folder TRAINER__PLANS__CONFIGURATION)."""
+    from nnunetv2_malenia.training.plans_block import read_block
+
+    parts = folder_name.split("__")
+    configurations = plans["configurations"]
+    name = parts[2] if len(parts) == 3 else next(iter(configurations))
+    if name not in configurations:
+        return [Problem(plans_file, "configurations", f"no configuration {name!r} (the model folder's name says "
+                                                      f"so); it has {', '.join(configurations)}")]
+    try:
+        read_block(_resolved(configurations, name), plans_file)
+    except MaleniaInputError as e:
+        return list(e.problems)
+    except (KeyError, TypeError, AttributeError) as e:
+        return [Problem(plans_file, f"configurations.{name}", f"cannot be read ({type(e).__name__}: {e})")]
+    return []
+
+
+def _resolved(configurations: dict, name: str, depth: int = 0) -> dict:
+    """A configuration with its ``inherits_from`` chain applied, as nnU-Net's PlansManager does (its
+    ConfigurationManager would also rebuild the architecture, which this check does not need)."""
+    own = configurations[name]
+    parent = own.get("inherits_from")
+    if parent is None or depth > len(configurations):
+        return own
+    return {**_resolved(configurations, parent, depth + 1), **own}
+
+
+def _checkpoint_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str) -> List[Problem]:
+    present = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/checkpoint*.pth"))
+    hint = f"; this model folder has {', '.join(present)} (choose with -f and -chk)" if present else \
+        "; this model folder has no checkpoint at all: is training finished?"
+    if folds:
+        return [Problem(str(folder / f"fold_{f}" / checkpoint), "-f/-chk", "not found" + hint)
+                for f in folds if not (folder / f"fold_{f}" / checkpoint).is_file()]
+    # nnU-Net's auto-detection (fold_all excluded) finds nothing and then fails with an UnboundLocalError
+    if not [p for p in folder.glob(f"fold_*/{checkpoint}") if p.parent.name != "fold_all"]:
+        return [Problem(str(folder), "-f/-chk", f"no fold_X/{checkpoint}" + hint)]
+    return []
 
 
 def input_cases(folder: str, file_ending: str) -> dict:
@@ -134,6 +198,7 @@ def predict(args) -> List[dict]:
     # Inputs first (cheap, and a mistake should not wait for the model to load).
     model_folder = _model_folder(args)
     file_ending = read_json(Path(model_folder) / "dataset.json", "model dataset.json")["file_ending"]
+    raise_if_problems(folder_problems(args.o, "-o"))     # not after the whole prediction
     cases = input_cases(args.i, file_ending)
     masks = given_masks(cases, args.describe_masks, file_ending) if args.describe_masks else None
 

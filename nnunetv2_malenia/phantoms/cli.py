@@ -2,35 +2,40 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
+from nnunetv2_malenia.utils.cli import make_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_phantoms", description=__doc__)
-    p.add_argument("-d", dest="dataset_id", type=int, required=True, help="nnU-Net dataset id (e.g. 901)")
+    p = make_parser("nnUNetv2_malenia_phantoms", __doc__)
+    p.add_argument("-d", dest="dataset_id", type=int, required=True, help="nnU-Net dataset id, 1..999 (e.g. 901)")
     p.add_argument("-o", dest="root", required=True, help="nnUNet_raw-like root; writes ROOT/DatasetID_NAME")
     p.add_argument("--split", choices=("seen", "unseen", "all"), default="all",
                    help="label the paper's seen diseases, its unseen ones, or all (default all)")
     p.add_argument("--cases", type=int, default=20, help="training cases (imagesTr)")
     p.add_argument("--test-cases", type=int, default=0, help="test cases (imagesTs/labelsTs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, nargs=3, default=(64, 64, 64), metavar=("X", "Y", "Z"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DatasetID_NAME (as the converters)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
+    p.add_argument("--size", type=int, nargs=3, default=(64, 64, 64), metavar=("X", "Y", "Z"),
+                   help="image size in voxels")
     p.add_argument("--spacing", type=float, nargs=3, default=(5.0, 5.0, 5.0), metavar=("X", "Y", "Z"),
                    help="voxel spacing in mm")
     p.add_argument("--min-lesion-radius", type=float, default=1.5, metavar="VOXELS",
-                   help="smallest lesion radius in voxels (default 1.5; the CPU regime uses 3)")
-    p.add_argument("--name", default="MaleniaPhantom")
+                   help="smallest lesion radius in voxels (the CPU regime uses 3)")
+    p.add_argument("--name", default="MaleniaPhantom", help="dataset name after DatasetID_")
     p.add_argument("--with-unlabeled-unseen", action="store_true",
                    help="seen split: also render unseen lesions, unlabelled (background)")
     p.add_argument("--organ-labels", action="store_true", help="add one label per organ")
-    p.add_argument("--knowledge-table", action="append", default=[], help="extra knowledge table JSON file")
+    p.add_argument("--knowledge-table", action="append", default=[],
+                   help="extra knowledge table JSON file (repeatable); copied into the dataset")
     p.add_argument("--preview", help="folder for PNG slices through the lesions of the first cases")
     p.add_argument("--background", help="real-anatomy mode: a CT (.nii.gz) to insert lesions into")
     p.add_argument("--organs", help="real-anatomy mode: folder of organ masks (liver.nii.gz, kidney_left.nii.gz, ...)")
-    p.add_argument("-np", dest="num_processes", type=int, default=2)
+    p.add_argument("-np", dest="num_processes", type=int, default=2, help="worker processes")
     return p
 
 
@@ -44,7 +49,9 @@ def main(argv=None) -> None:
 
 def run(args) -> Path:
     from nnunetv2_malenia.attributes import load_knowledge_table
+    from nnunetv2_malenia.converters.common import atomic_folder, check_target
     from nnunetv2_malenia.errors import Problem
+    from nnunetv2_malenia.utils.cli import folder_problems
     from nnunetv2_malenia.phantoms.dataset import split_diseases, write_phantom_dataset
     from nnunetv2_malenia.phantoms.generator import PhantomConfig, generate_case
     from nnunetv2_malenia.phantoms.preview import write_preview
@@ -60,8 +67,15 @@ def run(args) -> Path:
         problems.append(Problem("", "--cases", "need at least one training case and no negative test cases"))
     if bool(args.background) != bool(args.organs):
         problems.append(Problem("", "--background/--organs", "real-anatomy mode needs both"))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        # nnU-Net splits Dataset<ID>_<Name> at the first '_' and uses the name in paths
+        problems.append(Problem("", "--name", f"{args.name!r}: use letters, digits, '_', '.', '-' only"))
+    if args.preview:
+        problems += folder_problems(args.preview, "--preview")
     if problems:
         raise MaleniaInputError(problems)
+    # Before any rendering: a taken id, a second name for the same id or an existing dataset without --overwrite.
+    folder = check_target(Path(args.root), args.dataset_id, args.name, args.overwrite)
     table = load_knowledge_table(args.knowledge_table)
     labelled, unlabelled = split_diseases(table, args.split, args.with_unlabeled_unseen)
     config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing), labelled=labelled,
@@ -74,8 +88,11 @@ def run(args) -> Path:
         config, skipped = restrict_to_background(config, table)
         for name in skipped:
             print(f"skipped {name!r}: its organ has no mask in {args.organs}", file=sys.stderr)
-    folder = Path(args.root) / f"Dataset{args.dataset_id:03d}_{args.name}"
-    write_phantom_dataset(folder, table, config, args.cases, args.test_cases, args.num_processes)
+    # Rendered into a hidden folder renamed at the end: no case of an earlier run can survive in the result, and
+    # an interrupted run leaves nothing nnU-Net would pick up.
+    with atomic_folder(folder) as tmp:
+        write_phantom_dataset(tmp, table, config, args.cases, args.test_cases, args.num_processes,
+                              dataset_name=folder.name)
     if args.preview:
         for i in range(min(3, args.cases)):
             case = generate_case(table.diseases, config, i)

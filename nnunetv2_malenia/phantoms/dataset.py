@@ -18,6 +18,9 @@ from nnunetv2_malenia.phantoms.writer import write_nifti
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
 TEST_ATTRIBUTES_FILENAME = "malenia_attributes_test.json"
+# The user's --knowledge-table files, merged and copied into the dataset: an absolute path to the user's file would
+# break the dataset as soon as the file moves, and the dataset must describe the lesions it was rendered from.
+KNOWLEDGE_TABLE_FILENAME = "malenia_knowledge_table.json"
 SPLITS = ("seen", "unseen", "all")
 
 
@@ -82,8 +85,11 @@ def restrict_to_background(config: PhantomConfig, table: KnowledgeTable) -> Tupl
 
 
 def write_phantom_dataset(out_folder: Path, table: KnowledgeTable, config: PhantomConfig, num_cases: int,
-                          num_test_cases: int = 0, num_processes: int = 2, case_prefix: str = "phantom") -> Path:
-    """Write imagesTr/labelsTr (+ imagesTs/labelsTs), dataset.json, malenia_attributes(.json, _test.json)."""
+                          num_test_cases: int = 0, num_processes: int = 2, case_prefix: str = "phantom",
+                          dataset_name: str | None = None) -> Path:
+    """Write imagesTr/labelsTr (+ imagesTs/labelsTs), dataset.json, malenia_attributes(.json, _test.json) and, with
+    extra knowledge tables, their merged copy. ``dataset_name``: dataset.json's name when ``out_folder`` is a
+    temporary folder that is renamed afterwards."""
     check_renderable({n: table[n] for n in config.labelled + config.unlabelled})
     out_folder = Path(out_folder)
     names = label_names(config)
@@ -105,19 +111,23 @@ def write_phantom_dataset(out_folder: Path, table: KnowledgeTable, config: Phant
         "labels": {"background": 0, **{n: i + 1 for i, n in enumerate(names)}},
         "numTraining": num_cases,
         "file_ending": ".nii.gz",
-        "name": out_folder.name,
+        "name": dataset_name or out_folder.name,
         "description": "Malenia phantom CT: analytic anatomy with attribute-controlled lesions",
     }
     write_json_atomic(dataset_json, out_folder / "dataset.json")
     label_entries = {n: {"disease": n} for n in config.labelled}
     if config.organ_labels:
         label_entries.update({o: {"organ": o, "description": f"normal {o}"} for o in ORGAN_REGIONS})
-    extra_tables = [str(Path(f).resolve()) for f in table.files[1:]]
+    if table.files[1:]:
+        from nnunetv2_malenia.attributes.knowledge_table import load_knowledge_table, table_to_json
+
+        user_table = load_knowledge_table(list(table.files[1:]), include_default=False)
+        write_json_atomic(table_to_json(user_table), out_folder / KNOWLEDGE_TABLE_FILENAME)
     for part, filename in (("Tr", DATASET_ATTRIBUTES_FILENAME), ("Ts", TEST_ATTRIBUTES_FILENAME)):
         if part == "Ts" and num_test_cases == 0:
             continue
         attrs = {"format_version": 1, "labels": label_entries, "cases": results[part]}
-        if extra_tables:
-            attrs["knowledge_table"] = extra_tables[-1]
+        if table.files[1:]:
+            attrs["knowledge_table"] = KNOWLEDGE_TABLE_FILENAME      # relative to the attribute file
         write_json_atomic(attrs, out_folder / filename)
     return out_folder

@@ -1,7 +1,6 @@
 """``nnUNetv2_malenia_parse_reports``: radiology report texts -> per-case attribute entries, codes and evidence."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -9,7 +8,8 @@ from typing import Dict, List, Optional, Sequence
 from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import load_vocabulary
-from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import file_problems, make_parser
 from nnunetv2_malenia.reports.extract import MISSING, ParsedReport, ReportParser
 from nnunetv2_malenia.reports.sources import (ReportInput, read_csv_reports, read_txt_folder,
                                               read_workbook_reports)
@@ -95,8 +95,7 @@ def _summary(result: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    ap = argparse.ArgumentParser(prog="nnUNetv2_malenia_parse_reports", description=DESCRIPTION,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = make_parser("nnUNetv2_malenia_parse_reports", DESCRIPTION)
     ap.add_argument("-i", "--input", type=Path, required=True, help="folder of <case>.txt, a .csv or the .xlsx")
     ap.add_argument("-o", "--output", type=Path, required=True, help="output JSON file")
     ap.add_argument("--organ", help="organ of every report (kidney, liver, pancreas, colon, lung, ...)")
@@ -111,6 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     help="report absent relationship/shape statements as missing instead of the coding defaults")
     args = ap.parse_args(argv)
     try:
+        # checked first: a directory or read-only -o used to fail only after every report was parsed
+        raise_if_problems(file_problems(args.output, "-o"))
         vocab = load_vocabulary()
         reports = _inputs(args, vocab)
         result = parse_inputs(reports, args.label, coding_defaults=not args.no_defaults, progress=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, List, Mapping, Sequence, Tuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nnunetv2_malenia import __version__
@@ -106,7 +107,11 @@ def load_bank(folder: Path | str, expected_hash: str | None = None) -> TextBank:
             problems.append(Problem(sf, key, "missing field"))
     if problems:
         raise MaleniaInputError(problems)
-    embeddings = load_file(str(tensor_file)).get(_TENSOR_KEY)
+    try:
+        embeddings = load_file(str(tensor_file)).get(_TENSOR_KEY)
+    except (SafetensorError, OSError, ValueError) as e:       # truncated or overwritten file
+        raise MaleniaInputError(Problem(str(tensor_file), "", f"cannot be read as safetensors "
+                                                              f"({type(e).__name__}: {e})")) from None
     if embeddings is None or embeddings.ndim != 2:
         raise MaleniaInputError(Problem(str(tensor_file), _TENSOR_KEY, "expected one 2-D tensor named 'embeddings'"))
     texts, aspects = tuple(meta["texts"]), tuple(meta["aspects"])

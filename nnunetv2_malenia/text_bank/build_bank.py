@@ -1,13 +1,13 @@
 """Build (or reuse) a dataset's text bank: every distinct description encoded once, stored in nnUNet_preprocessed."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes import DatasetAttributes, load_dataset_attributes
-from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.cli import folder_problems, make_parser
 from nnunetv2_malenia.paths import nnunet_folder, raw_dataset_folder
 from nnunetv2_malenia.text_bank.bank import (PARAGRAPH_ASPECT, SIDECAR_FILENAME, TextBank, content_hash, load_bank,
                                              new_bank, paragraph_text, save_bank)
@@ -46,6 +46,12 @@ def _stored_field(folder: Path, key: str) -> Optional[str]:
 def ensure_bank(dataset_name_or_id: str, text_encoder: TextEncoder | str | None = None, force: bool = False,
                 verbose: bool = True, device: str = "cpu") -> TextBank:
     """The dataset's bank, rebuilt only when its texts or encoder changed (or ``force``)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MaleniaInputError(Problem("", "--device", f"{device}: torch sees no CUDA GPU on this machine; use "
+                                                            f"--device cpu (encoding a bank takes seconds on a CPU)"))
     raw_folder = raw_dataset_folder(str(dataset_name_or_id))
     if not raw_folder.is_dir():
         raise MaleniaInputError(f"dataset folder {raw_folder} does not exist")
@@ -63,10 +69,17 @@ def ensure_bank(dataset_name_or_id: str, text_encoder: TextEncoder | str | None 
         encoder_name, encoder_id = None, text_encoder.encoder_id
     wanted = content_hash(entries, encoder_id)
     if not force and _stored_field(out_folder, "content_hash") == wanted:
-        bank = load_bank(out_folder, expected_hash=wanted)
+        try:
+            bank = load_bank(out_folder, expected_hash=wanted)
+        except MaleniaInputError as e:
+            raise MaleniaInputError(e.problems + [Problem("", "", f"the stored text bank in {out_folder} is damaged; "
+                                                                  f"rebuild it: nnUNetv2_malenia_build_bank "
+                                                                  f"{dataset_name_or_id} --force")]) from None
         if verbose:
             print(f"text bank in {out_folder} is up to date ({len(bank)} rows, encoder {encoder_id}); reusing it")
         return bank
+    # before loading the encoder and encoding: a read-only nnUNet_preprocessed fails now, not after the work
+    raise_if_problems(folder_problems(out_folder, "nnUNet_preprocessed"))
     encoder = TextEncoder(encoder_name, device=device) if encoder_name is not None else text_encoder
     if verbose:
         print(f"encoding {len(entries)} texts with {encoder.encoder_id} into {out_folder}")
@@ -76,9 +89,9 @@ def ensure_bank(dataset_name_or_id: str, text_encoder: TextEncoder | str | None 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_malenia_build_bank",
-        description="Encode every attribute description of a dataset (knowledge table + malenia_attributes.json) "
+    parser = make_parser(
+        "nnUNetv2_malenia_build_bank",
+        "Encode every attribute description of a dataset (knowledge table + malenia_attributes.json) "
                     "and store the embeddings in nnUNet_preprocessed/<dataset>/malenia_text_bank.*. Reuses the "
                     "stored bank when texts and encoder are unchanged.")
     parser.add_argument("dataset_name_or_id", help="nnU-Net dataset name or id, e.g. Dataset501_Lesions or 501")

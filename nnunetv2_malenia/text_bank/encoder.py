@@ -1,6 +1,7 @@
 """Sentence embeddings for attribute descriptions: any offline transformers encoder, mean-pooled, L2-normalised."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +30,13 @@ def _resolve_model_location(name_or_path: str) -> tuple[str, str]:
     return name_or_path, name_or_path
 
 
+def looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``namespace/name``; anything else with a separator, or starting like a path, is a
+    folder."""
+    return (name.startswith((".", "~", os.sep)) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+            or Path(name).is_absolute())
+
+
 def encoder_id_for(name_or_path: str) -> str:
     """The id a bank records for this encoder, known without loading any weights."""
     return _resolve_model_location(str(name_or_path))[1]
@@ -41,6 +49,11 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         location, self.encoder_id = _resolve_model_location(str(name_or_path))
+        if looks_like_path(location) and not Path(location).expanduser().exists():
+            # said here, at load time only (a stored bank whose encoder folder moved is still usable): transformers
+            # would answer "Repo id must be in the form ..." and the message below would suggest a download
+            raise MaleniaInputError(Problem(location, "--text-encoder", "folder does not exist; give the folder "
+                                                                        "that holds the encoder's config.json"))
         try:
             # local_files_only: a name that is not on disk fails at once instead of hanging on the network.
             self.tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)

@@ -11,6 +11,20 @@ from typing import Iterator, Union
 PathLike = Union[str, os.PathLike]
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(path: PathLike, folder: bool = False) -> None:
+    """Give a mkstemp/mkdtemp result the mode a plain ``open``/``mkdir`` would have given it. mkstemp creates
+    0600 and mkdtemp 0700 (right for secrets, wrong for a dataset that colleagues and nnU-Net jobs of other users
+    read): without this every file written through here ended up private, unlike the NIfTI files beside it."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``target`` only if the block succeeds."""
@@ -18,6 +32,7 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    normal_mode(tmp)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
