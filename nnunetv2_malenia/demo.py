@@ -41,11 +41,16 @@ class Profile:
     trainer: str
     device: str
     fold: str = "0"
+    min_lesion_radius: float = 1.5          # voxels (nnUNetv2_malenia_phantoms --min-lesion-radius)
+    configuration: str = "3d_fullres"       # 3d_cpu: nnUNetv2_malenia_cpu_plans adds it after planning
 
 
 PROFILES: Dict[str, Profile] = {
-    "cpu": Profile(train_cases=40, seen_test_cases=4, unseen_test_cases=12, size=48, spacing=7.0,
-                   trainer="nnUNetTrainerMalenia_CPUDemo", device="cpu"),
+    # The CPU regime (README): lesions of radius >= 3 voxels, the halved-width 3d_cpu configuration, 1,000
+    # iterations of AdamW 1e-3.
+    "cpu": Profile(train_cases=40, seen_test_cases=12, unseen_test_cases=12, size=48, spacing=7.0,
+                   trainer="nnUNetTrainerMalenia_CPUDemo", device="cpu", min_lesion_radius=3.0,
+                   configuration="3d_cpu"),
     "gpu": Profile(train_cases=200, seen_test_cases=20, unseen_test_cases=60, size=96, spacing=3.5,
                    trainer="nnUNetTrainerMalenia_250epochs", device="cuda"),
 }
@@ -94,24 +99,26 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
     step = Step(env, work / "logs")
     raw = work / "nnUNet_raw"
     seen, unseen = raw / f"Dataset{SEEN_ID}_MaleniaSeen", work / f"Dataset{UNSEEN_ID}_MaleniaUnseen"
-    size = [str(profile.size)] * 3
-    spacing = [str(profile.spacing)] * 3
+    geometry = ["--size", *[str(profile.size)] * 3, "--spacing", *[str(profile.spacing)] * 3,
+                "--min-lesion-radius", str(profile.min_lesion_radius)]
     step("seen-split phantoms (training set + held-out seen test set)", "nnUNetv2_malenia_phantoms",
          "-d", str(SEEN_ID), "-o", str(raw), "--name", "MaleniaSeen", "--split", "seen", "--cases",
-         str(profile.train_cases), "--test-cases", str(profile.seen_test_cases), "--size", *size, "--spacing",
-         *spacing, "--seed", "0", "--overwrite")
+         str(profile.train_cases), "--test-cases", str(profile.seen_test_cases), *geometry, "--seed", "0",
+         "--overwrite")
     # The unseen test set lives outside nnUNet_raw: it is never planned or trained on.
     step("unseen-split phantoms (zero-shot test set)", "nnUNetv2_malenia_phantoms", "-d", str(UNSEEN_ID), "-o",
          str(work), "--name", "MaleniaUnseen", "--split", "unseen", "--cases", "1", "--test-cases",
-         str(profile.unseen_test_cases), "--size", *size, "--spacing", *spacing, "--seed", "1", "--overwrite")
+         str(profile.unseen_test_cases), *geometry, "--seed", "1", "--overwrite")
     step("text bank", "nnUNetv2_malenia_build_bank", str(SEEN_ID))
     # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
     Step({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, step.log_folder, step.times)(
         "plan and preprocess", "nnUNetv2_plan_and_preprocess", "-d", str(SEEN_ID), "-c", "3d_fullres",
          "-npfp", "2", "-np", "2", "--verify_dataset_integrity")
-    step("train Malenia", "nnUNetv2_train", str(SEEN_ID), "3d_fullres", profile.fold, "-tr", profile.trainer,
+    if profile.configuration == "3d_cpu":
+        step("CPU configuration (3d_cpu)", "nnUNetv2_malenia_cpu_plans", "-d", str(SEEN_ID))
+    step("train Malenia", "nnUNetv2_train", str(SEEN_ID), profile.configuration, profile.fold, "-tr", profile.trainer,
          "-device", profile.device)
-    model = (work / "nnUNet_results" / seen.name / f"{profile.trainer}__nnUNetPlans__3d_fullres")
+    model = work / "nnUNet_results" / seen.name / f"{profile.trainer}__nnUNetPlans__{profile.configuration}"
     pred = work / "zero_shot_predictions"
     step("zero-shot prediction on the unseen test set", "nnUNetv2_malenia_predict", "-i", str(unseen / "imagesTs"),
          "-o", str(pred), "-m", str(model), "-f", profile.fold, "-device", profile.device, "-npp", "2", "-nps", "2",
