@@ -49,3 +49,10 @@ def reference_plan_96() -> Tuple[PlansManager, ConfigurationManager]:
 def tiny_plan_48() -> Tuple[PlansManager, ConfigurationManager]:
     """The tiny CPU plan of the integration notes: 48^3, 4 stages, 32..256 features."""
     return unet_plans([48, 48, 48], [[1, 1, 1]] + [[2, 2, 2]] * 3, [32, 64, 128, 256])
+
+
+def cpu_plan_48() -> Tuple[PlansManager, ConfigurationManager]:
+    """The CPU regime's plan: tiny_plan_48 with every width halved (nnUNetv2_malenia_cpu_plans' ``3d_cpu``)."""
+    from nnunetv2_malenia.training.cpu_plans import WIDTH_DIVISOR
+
+    return unet_plans([48, 48, 48], [[1, 1, 1]] + [[2, 2, 2]] * 3, [f // WIDTH_DIVISOR for f in (32, 64, 128, 256)])
