@@ -78,6 +78,8 @@ class Profile:
     per_class_arm: bool = True         # arm 5 (plain nnUNetTrainer on A) and the seen-lesion comparison
     ablations: Tuple[str, ...] = ()
     description: str = ""
+    min_lesion_radius: float = 1.5     # voxels (nnUNetv2_malenia_phantoms --min-lesion-radius)
+    configuration: str = "3d_fullres"  # 3d_cpu: the CPU regime's halved-width plan (nnUNetv2_malenia_cpu_plans)
 
 
 PROFILES: Dict[str, Profile] = {
@@ -86,13 +88,15 @@ PROFILES: Dict[str, Profile] = {
     "smoke": Profile(train_cases=5, seen_test_cases=1, unseen_train_cases=5, unseen_test_cases=2, size=32,
                      spacing=10.5, malenia_trainer="nnUNetTrainerMalenia_2epochs_2iters",
                      baseline_trainer="nnUNetTrainer_2epochs_2iters", device="cpu", per_class_arm=False,
-                     verify=False, workers=1,
+                     verify=False, workers=1, min_lesion_radius=3.0, configuration="3d_cpu",
                      description="pipeline check only (minutes on 2 CPU cores); the numbers mean nothing"),
-    "quick": Profile(train_cases=24, seen_test_cases=4, unseen_train_cases=24, unseen_test_cases=8, size=40,
-                     spacing=8.4, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
-                     baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu",
-                     description="CPU check of the pipeline and the cost ratios on small volumes (about 20 min on 2 "
-                                 "cores); 300 iterations are too short for any arm to segment these lesions"),
+    # The CPU regime (README): the demo's phantoms (48^3 at 7 mm, lesion radius >= 3 voxels), the 3d_cpu plan and
+    # 1,000 iterations of AdamW 1e-3 for every arm.
+    "quick": Profile(train_cases=40, seen_test_cases=12, unseen_train_cases=40, unseen_test_cases=12, size=48,
+                     spacing=7.0, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
+                     baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu", min_lesion_radius=3.0,
+                     configuration="3d_cpu",
+                     description="the CPU regime for every arm (about 80 min on 2 cores)"),
     "full": Profile(train_cases=200, seen_test_cases=20, unseen_train_cases=200, unseen_test_cases=60, size=96,
                     spacing=3.5, malenia_trainer="nnUNetTrainerMalenia_250epochs",
                     baseline_trainer="nnUNetTrainer_250epochs", device="cuda", tta=True,
@@ -123,7 +127,8 @@ class Bench:
         return self.raw / f"Dataset{dataset_id}_{NAMES[dataset_id]}"
 
     def model(self, dataset_id: int, trainer: str) -> Path:
-        return self.work / "nnUNet_results" / self.dataset(dataset_id).name / f"{trainer}__nnUNetPlans__3d_fullres"
+        return (self.work / "nnUNet_results" / self.dataset(dataset_id).name
+                / f"{trainer}__nnUNetPlans__{self.profile.configuration}")
 
     def measured(self, title: str, *cmd: str) -> None:
         """A CLI step whose peak RSS is recorded (through child_rss.py) beside its wall time."""
@@ -153,7 +158,8 @@ def write_phantoms(bench: Bench) -> None:
             (SEEN_ID, "seen", p.train_cases, p.seen_test_cases, SEEDS["phantoms_seen"], "seen"),
             (UNSEEN_ID, "unseen", p.unseen_train_cases, p.unseen_test_cases, SEEDS["phantoms_unseen"], "unseen")):
         labelled, _ = split_diseases(table, split, False)
-        config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed)
+        config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed,
+                               min_lesion_radius=p.min_lesion_radius)
         write_phantom_dataset(bench.dataset(dataset_id), table, config, cases, test_cases,
                               num_processes=p.workers, case_prefix=prefix)
 
@@ -241,18 +247,36 @@ def evaluate_naming(dataset: Path, reports: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------- cost
-def epoch_times(model: Path, fold: str) -> dict:
-    """Per-epoch wall times from nnU-Net's checkpoint log; the first epoch (warm-up) is left out of the median."""
+CURVE_KEYS = ("mean_fg_dice", "ema_fg_dice", "train_losses", "val_losses")
+
+
+def iterations_per_epoch(trainer: str) -> int:
+    """From the trainer class's schedule (the plugin's variants and baselines); nnU-Net's own trainers: 250."""
+    from nnunetv2_malenia.nnunet_shims import malenia_trainers
+
+    trainer_class = getattr(malenia_trainers, trainer, None)
+    return getattr(trainer_class, "schedule", {}).get("num_iterations_per_epoch", 250)
+
+
+def training_log(model: Path, fold: str) -> dict:
+    """From nnU-Net's checkpoint log: per-epoch wall times (the first epoch, warm-up, left out of the median) and
+    the learning curves per epoch: validation pseudo-Dice (mean over labels and nnU-Net's EMA), train/val loss and
+    Malenia's named losses, with the iteration count at each epoch's end."""
     import torch
+
+    from nnunetv2_malenia.training.progress_logger import NAMED_LOSS_PREFIX
 
     checkpoint = torch.load(model / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     log = checkpoint["logging"]
     durations = [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
     steady = durations[1:] or durations
-    return {"epochs": len(durations), "median_epoch_s": statistics.median(steady), "epoch_s": durations}
+    curves = {k: [float(v) for v in log[k]] for k in CURVE_KEYS if k in log}
+    curves.update({k: [float(v) for v in log[k]] for k in log if k.startswith(NAMED_LOSS_PREFIX)})
+    return {"epochs": len(durations), "median_epoch_s": statistics.median(steady), "epoch_s": durations,
+            "curves": curves, "iterations_per_epoch": iterations_per_epoch(model.name.split("__")[0])}
 
 
-def gpu_step_cost(model: Path, reps: int = 5, device: str = "cuda") -> dict:
+def gpu_step_cost(model: Path, configuration: str, reps: int = 5, device: str = "cuda") -> dict:
     """GPU: median fwd+bwd+step time and peak allocated memory of the plain and the Malenia network at the
     run's own plan (patch and batch size of ``model``'s plans.json), under autocast as nnU-Net trains. The child
     processes' RSS says nothing about GPU memory, so this is measured in-process with bench_network's networks
@@ -265,7 +289,7 @@ def gpu_step_cost(model: Path, reps: int = 5, device: str = "cuda") -> dict:
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     pm = PlansManager(str(model / "plans.json"))
-    cm = pm.get_configuration("3d_fullres")
+    cm = pm.get_configuration(configuration)
     x = torch.randn(cm.batch_size, 1, *cm.patch_size, device=device)
     out = {"patch_size": list(cm.patch_size), "batch_size": cm.batch_size, "reps": reps, "autocast": cuda}
     for name, build in (("plain", lambda: bench_network.plain_network(cm, bench_network.MALENIA["num_classes"])),
@@ -361,6 +385,11 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
         "plan and preprocess A, B, C", "nnUNetv2_plan_and_preprocess", "-d", str(SEEN_ID), str(MERGED_ID),
         str(UNSEEN_ID), "-c", "3d_fullres", "-npfp", str(p.workers), "-np", str(p.workers),
         *(["--verify_dataset_integrity"] if p.verify else []))
+    if p.configuration == "3d_cpu":
+        from nnunetv2_malenia.training.cpu_plans import add_cpu_configuration
+
+        for dataset in (A, B, C):
+            add_cpu_configuration(work / "nnUNet_preprocessed" / dataset.name / "nnUNetPlans.json")
 
     arms = {"malenia": (SEEN_ID, p.malenia_trainer), "agnostic": (MERGED_ID, p.baseline_trainer),
             "supervised": (UNSEEN_ID, p.baseline_trainer)}
@@ -369,7 +398,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
     for trainer in p.ablations:
         arms[trainer] = (SEEN_ID, trainer)
     for arm, (dataset_id, trainer) in arms.items():
-        bench.measured(f"train {arm}", "nnUNetv2_train", str(dataset_id), "3d_fullres", p.fold, "-tr", trainer,
+        bench.measured(f"train {arm}", "nnUNetv2_train", str(dataset_id), p.configuration, p.fold, "-tr", trainer,
                        "-device", p.device)
 
     common = ["-f", p.fold, "-device", p.device, "-npp", str(p.workers), "-nps", str(p.workers),
@@ -378,7 +407,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
     for arm, (dataset_id, trainer) in arms.items():
         if arm in ("agnostic", "supervised"):
             bench.measured(f"predict {arm} on C test", "nnUNetv2_predict", "-i", str(C / "imagesTs"), "-o",
-                           str(pred / arm), "-d", str(dataset_id), "-c", "3d_fullres", "-tr", trainer, *common)
+                           str(pred / arm), "-d", str(dataset_id), "-c", p.configuration, "-tr", trainer, *common)
         elif arm != "per_class":                  # Malenia and its ablations: zero-shot, then lesion reports
             zero_shot = ["nnUNetv2_malenia_predict", "-i", str(C / "imagesTs"), "-o", str(pred / arm), "-m",
                          str(bench.model(SEEN_ID, trainer)), *common]
@@ -399,7 +428,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
                        str(pred / "malenia_seen"), "-m", str(bench.model(SEEN_ID, p.malenia_trainer)),
                        "--diseases", *lesion_labels(A), "--no-reports", *common)
         bench.measured("predict per_class on A test", "nnUNetv2_predict", "-i", str(A / "imagesTs"), "-o",
-                       str(pred / "per_class_seen"), "-d", str(SEEN_ID), "-c", "3d_fullres", "-tr",
+                       str(pred / "per_class_seen"), "-d", str(SEEN_ID), "-c", p.configuration, "-tr",
                        p.baseline_trainer, *common)
 
     def score():
@@ -416,8 +445,9 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
 
     evaluations, agnostic, seen, naming = bench.timed("evaluate", score)
     size96 = bench.timed("params and FLOPs at 96^3", network_size_96)
-    epochs = {arm: epoch_times(bench.model(d, t), p.fold) for arm, (d, t) in arms.items()}
-    gpu = bench.timed("GPU train steps in-process", gpu_step_cost, bench.model(SEEN_ID, p.malenia_trainer)) \
+    epochs = {arm: training_log(bench.model(d, t), p.fold) for arm, (d, t) in arms.items()}
+    gpu = bench.timed("GPU train steps in-process", gpu_step_cost, bench.model(SEEN_ID, p.malenia_trainer),
+                      p.configuration) \
         if p.device == "cuda" else None
 
     from zero_shot_report import assemble, write_report

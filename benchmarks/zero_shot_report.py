@@ -255,7 +255,38 @@ def plot(r: dict, out: Path) -> List[str]:
     fig.savefig(out / "cost.png", dpi=110)
     plt.close(fig)
     files.append("cost.png")
+    files.append(plot_learning_curves(r, out, plt))
     return files
+
+
+def plot_learning_curves(r: dict, out: Path, plt) -> str:
+    """Per arm: nnU-Net's validation pseudo-Dice (mean over labels, and its EMA) on top, the training losses below
+    (train/val loss and, for Malenia, the named losses of Eq. 6), against training iterations."""
+    train = r["cost"]["train"]
+    fig, axes = plt.subplots(2, len(train), figsize=(4 * len(train), 6.5), squeeze=False, sharex="col")
+    for col, (arm, t) in enumerate(train.items()):
+        curves, per_epoch = t["curves"], t["iterations_per_epoch"]
+        iterations = [per_epoch * (e + 1) for e in range(t["epochs"])]
+        top, bottom = axes[0][col], axes[1][col]
+        for key, label in (("mean_fg_dice", "pseudo-Dice"), ("ema_fg_dice", "EMA")):
+            if key in curves:
+                top.plot(iterations[:len(curves[key])], curves[key], label=label)
+        top.set_ylim(0, 1)
+        top.set_title(_title(arm), fontsize=9)
+        top.legend(fontsize=7)
+        for key, values in curves.items():
+            if key in ("mean_fg_dice", "ema_fg_dice"):
+                continue
+            bottom.plot(iterations[:len(values)], values, label=key.split("/")[-1], linewidth=1)
+        bottom.set_xlabel("iteration")
+        bottom.legend(fontsize=6, ncol=2)
+    axes[0][0].set_ylabel("validation pseudo-Dice")
+    axes[1][0].set_ylabel("loss")
+    fig.suptitle(f"Learning curves ({r['profile']} profile)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=110)
+    plt.close(fig)
+    return "learning_curves.png"
 
 
 def write_report(result: dict, out: Path) -> None:

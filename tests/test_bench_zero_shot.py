@@ -31,7 +31,7 @@ def report(tmp_path_factory):
 
 @pytest.mark.slow
 def test_report_files_are_written(report):
-    for name in ("benchmark.md", "benchmark.json", "dsc_unseen.png", "cost.png"):
+    for name in ("benchmark.md", "benchmark.json", "dsc_unseen.png", "cost.png", "learning_curves.png"):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     assert (report / "dsc_unseen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -53,6 +53,9 @@ def test_every_arm_has_numbers(report):
         assert _is_number(c["train"][arm]["median_epoch_s"]) and c["train"][arm]["epochs"] == 2, arm
         assert _is_number(c["train"][arm]["peak_rss_mib"]) and c["train"][arm]["peak_rss_mib"] > 100, arm
         assert _is_number(c["predict_unseen"][arm]["wall_s"]), arm
+        curves = c["train"][arm]["curves"]
+        assert len(curves["mean_fg_dice"]) == len(curves["train_losses"]) == 2, arm
+    assert set(c["train"]["malenia"]["curves"]) >= {"malenia/loss_bce", "malenia/loss_dice", "malenia/loss_sim_0"}
     assert _is_number(c["train"]["malenia"]["epoch_time_ratio_vs_baseline"])
     assert _is_number(c["predict_unseen"]["malenia"]["lesion_reports_wall_s"])
     reports = q["lesion_reports"]["malenia"]
