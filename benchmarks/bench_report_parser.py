@@ -42,6 +42,7 @@ from nnunetv2_malenia.reports.extract import CODING_DEFAULTS, ReportParser, key_
 
 CODED_ASPECTS = tuple(a for a in ASPECTS if a != "specific_features")      # columns B-H
 DEFAULT_XLSX = Path(__file__).resolve().parents[2] / "shared" / "data" / "malenia_annotations" / "annotations_dev.xlsx"
+DEFAULT_PARAPHRASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "report_paraphrases.tsv"
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,79 @@ def print_table(results: dict) -> None:
                       f"(* = the text contradicts the code or is silent)")
 
 
+# --- paraphrase set ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Paraphrase:
+    line: int
+    organ: str
+    aspect: str
+    key: str            # expected value key
+    text: str
+
+
+def read_paraphrases(path: Path, vocab: Vocabulary) -> List[Paraphrase]:
+    """``organ<TAB>aspect<TAB>key<TAB>text`` lines ('#' starts a comment); a bad line stops the benchmark."""
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise ValueError(f"{path} line {i}: expected 4 tab-separated fields, got {len(parts)}")
+        organ, aspect, key, text = (p.strip() for p in parts)
+        if aspect not in CODED_ASPECTS or key not in vocab.values[aspect] or vocab.organ_group(organ) is None:
+            raise ValueError(f"{path} line {i}: unknown organ/aspect/key {organ!r}/{aspect!r}/{key!r}")
+        out.append(Paraphrase(i, organ, aspect, key, text))
+    return out
+
+
+def _code_or_key(vocab: Vocabulary, aspect: str, organ: str, key: str) -> str:
+    """Spreadsheet code where the organ has a code table (so lobulated == irregular == '2'), else the key."""
+    code = key_to_code(vocab, aspect, organ, key)
+    return code if code is not None else key
+
+
+def evaluate_paraphrases(items: Sequence[Paraphrase], vocab: Vocabulary, parser: ReportParser) -> dict:
+    """Per organ and aspect: share of lines whose single stated value the parser reads. Parsed without coding
+    defaults: every line states its value, so a default would hide a miss."""
+    out: Dict[str, Dict[str, dict]] = defaultdict(dict)
+    for p in items:
+        cell = out[p.organ].setdefault(p.aspect, {"correct": 0, "scored": 0, "wrong_rows": []})
+        result = parser.parse(p.text, p.organ).aspects[p.aspect]
+        predicted = {_code_or_key(vocab, p.aspect, p.organ, v) for v in result.values if result.status == "found"}
+        cell["scored"] += 1
+        if predicted == {_code_or_key(vocab, p.aspect, p.organ, p.key)}:
+            cell["correct"] += 1
+        else:
+            cell["wrong_rows"].append({"row": p.line, "gold": [p.key], "predicted": list(result.values),
+                                       "text": result.status, "evidence": [e.text for e in result.evidence],
+                                       "report": p.text})
+    total = {}
+    for organ, aspects in out.items():
+        for aspect, c in aspects.items():
+            c["accuracy"] = c["correct"] / c["scored"]
+            t = total.setdefault(aspect, {"correct": 0, "scored": 0, "wrong_rows": []})
+            t["correct"] += c["correct"]
+            t["scored"] += c["scored"]
+    for t in total.values():
+        t["accuracy"] = t["correct"] / t["scored"]
+    out["all organs"] = total
+    return dict(out)
+
+
+def print_paraphrase_table(results: dict) -> None:
+    print("\nparaphrase set (tests/data/report_paraphrases.tsv; written for this project, not from the spreadsheet; "
+          "no coding defaults)")
+    print(f"{'organ':<12}" + "".join(f"{SHORT_NAMES[a]:>14}" for a in CODED_ASPECTS))
+    for organ, aspects in results.items():
+        cells = []
+        for a in CODED_ASPECTS:
+            c = aspects.get(a)
+            cells.append("-" if c is None else f"{100 * c['accuracy']:.1f} ({c['correct']}/{c['scored']})")
+        print(f"{organ:<12}" + "".join(f"{x:>14}" for x in cells))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--xlsx", type=Path, default=DEFAULT_XLSX, help="annotation spreadsheet (default: %(default)s)")
@@ -203,6 +277,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-defaults", action="store_true",
                     help="score without the coding defaults (absent relationship/shape then count as wrong)")
     ap.add_argument("--show-wrong", action="store_true", help="print the report text of every wrong row")
+    ap.add_argument("--paraphrases", type=Path, default=DEFAULT_PARAPHRASES,
+                    help="paraphrase set to score as well (default: %(default)s)")
     args = ap.parse_args(argv)
     if not args.xlsx.is_file():
         print(f"spreadsheet not found: {args.xlsx}", file=sys.stderr)
@@ -213,8 +289,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [r for r in rows if r.sheet in args.sheets]
     results = evaluate(rows, vocab, ReportParser(vocab, coding_defaults=not args.no_defaults))
     print_table(results)
+    paraphrases = evaluate_paraphrases(read_paraphrases(args.paraphrases, vocab), vocab,
+                                       ReportParser(vocab, coding_defaults=False))
+    print_paraphrase_table(paraphrases)
     if args.show_wrong:
-        for sheet, aspects in results.items():
+        for sheet, aspects in list(results.items()) + [(f"paraphrases {o}", a) for o, a in paraphrases.items()
+                                                       if o != "all organs"]:
             for a, c in aspects.items():
                 for w in c["wrong_rows"]:
                     print(f"\n[{sheet} row {w['row']} {a}] gold {w['gold']} pred {w['predicted']} text {w['text']} "
@@ -222,7 +302,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.out:
         from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
-        write_json_atomic({"xlsx": str(args.xlsx), "rows": len(rows), "per_sheet": results}, args.out)
+        write_json_atomic({"xlsx": str(args.xlsx), "rows": len(rows), "per_sheet": results,
+                           "paraphrases": paraphrases}, args.out)
     return 0
 
 
