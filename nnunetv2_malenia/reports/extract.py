@@ -205,6 +205,18 @@ def _density_role(text: str, m: Mention) -> str:
     return "other"
 
 
+def _lung_mixed(mentions: Sequence[Mention]) -> List[Mention]:
+    """A ground-glass and a solid statement about one lesion ("a solid nodule with a ground-glass halo", "a
+    ground-glass nodule with a solid component") make the lung's mixed category (code 4): the first of each."""
+    glass = [m for m in mentions if "ground_glass" in m.values]
+    solid = [m for m in mentions if "soft_tissue" in m.values]
+    if not glass or not solid or any("mixed_ground_glass_solid" in m.values for m in mentions):
+        return []
+    first = sorted([glass[0], solid[0]], key=lambda m: m.start)
+    return [Mention("density", ("mixed_ground_glass_solid",), m.start, m.end, min(x.confidence for x in first) * 0.9,
+                    False, m.hedged) for m in first]
+
+
 # aspects whose lexicon does not depend on the organ
 _ASPECT_RULES: Dict[str, Sequence[Rule]] = {
     "enhancement_status": phrases.ENHANCEMENT, "shape": phrases.SHAPE, "density_variation": phrases.DENSITY_VARIATION,
@@ -219,8 +231,13 @@ def _location_rules(group: Optional[str]) -> Sequence[Rule]:
 
 
 def _density_rules(group: Optional[str]) -> Sequence[Rule]:
-    """Lung densities are relative to soft tissue (ground glass, solid), every other organ's to its parenchyma."""
-    return phrases.DENSITY["lung"] if group == "lung" else phrases.DENSITY["*"]
+    """Lung densities are relative to soft tissue (ground glass, solid), a hollow organ's to its wall, every other
+    organ's to its parenchyma."""
+    return phrases.DENSITY.get(group or "*", phrases.DENSITY["*"])
+
+
+def _shape_rules(group: Optional[str]) -> Sequence[Rule]:
+    return phrases.SHAPE + phrases.SHAPE_BY_ORGAN.get(group or "", ())
 
 
 # --- the parser --------------------------------------------------------------------------------------------------
@@ -245,7 +262,7 @@ class ReportParser:
         results["enhancement_status"] = self._single(text, _find(text, "enhancement_status",
                                                                 _ASPECT_RULES["enhancement_status"]))
         results["location"] = self._location(text, group, zones, sentences)
-        results["shape"] = self._single(text, _find(text, "shape", _ASPECT_RULES["shape"]))
+        results["shape"] = self._single(text, _find(text, "shape", _shape_rules(group)))
         results["density"] = self._density(text, group)
         results["density_variation"] = self._single(text, _find(text, "density_variation",
                                                                 _ASPECT_RULES["density_variation"]))
@@ -268,7 +285,8 @@ class ReportParser:
         Unlike ``parse`` nothing is chosen (no role, zone or first-sentence rules), so this answers "does the text
         say X at all?": the parser benchmark uses it to tell a code the text contradicts from a parser miss."""
         group = self.vocab.organ_group(organ) if organ else None
-        rules = {"location": _location_rules, "density": _density_rules}.get(aspect, lambda g: _ASPECT_RULES[aspect])
+        rules = {"location": _location_rules, "density": _density_rules, "shape": _shape_rules}.get(
+            aspect, lambda g: _ASPECT_RULES[aspect])
         return tuple(dict.fromkeys(v for m in _find(text, aspect, rules(group)) if not m.negated for v in m.values))
 
     # --- aspect choosers ---------------------------------------------------------------------------------------
@@ -290,15 +308,20 @@ class ReportParser:
         return self._result(text, [best])
 
     def _density(self, text: str, group: Optional[str]) -> AspectResult:
-        scored = []
+        scored, parts = [], []
         for m in _find(text, "density", _density_rules(group)):
             if m.negated:
                 continue
             role = _density_role(text, m)
             if role == "part":
+                parts.append(m)
                 continue
             weight = 1.0 if role == "lesion" else 0.8
             scored.append(Mention(m.aspect, m.values, m.start, m.end, m.confidence * weight, False, m.hedged))
+        if group == "lung":
+            mixed = _lung_mixed(scored + parts)
+            if mixed:
+                return self._result(text, mixed)
         return self._single(text, scored)
 
     def _location(self, text: str, group: Optional[str], zones, sentences) -> AspectResult:

@@ -25,29 +25,51 @@ def rule(pattern: str, *values: str, confidence: float = 0.95, negated: Optional
 
 # --- shared word classes -------------------------------------------------------------------------------------------
 ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|poorly[- ]demarcated|fuzzy|"
-       r"obscured?|hazy)")
+       r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?)")
 WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- ]defined|clear|sharp|smooth|distinct|"
-        r"circumscribed)")
-EDGE = r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface)"
+        r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined)")
+# The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
+EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface|serosa|"
+        r"serosal (?:surface|layer|side)|outer (?:surface|wall))")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
+# "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
+FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
 # Words after a density term that make it describe a part of the lesion, not the lesion as a whole.
 PART_NOUNS = r"(?:areas?|foci|focus|regions?|components?|spots?|portions?|parts?|zones?|septa|rim|strands?)"
 # ... except a single "area" introduced by an article: "a hypodense area is seen", "a patchy area of low attenuation"
 # name the lesion itself.
-AREA_NOUNS = r"(?:area|region|zone)"
+AREA_NOUNS = r"(?:area|region|zone|focus)"
 # Locations joined to the first one ("head and neck", "body and tail") belong to the same lesion.
 LOCATION_COORDINATION = r"^\s*(?:,|and|or|/|-|to|as well as)\s*(?:the\s+)?(?:pancreatic\s+)?$"
 LESION_NOUNS = (r"(?:lesions?|mass(?:es)?|nodules?|tumou?rs?|cysts?|shadows?|opacit(?:y|ies)|thickening|"
                 r"neoplasms?|masses)")
 
 # --- enhancement status -------------------------------------------------------------------------------------------
+# The study type is stated in many forms ("plain chest CT", "CT without contrast", "enhanced CT of the abdomen"); a
+# report that only describes how the lesion enhances ("shows heterogeneous enhancement", "no enhancement after
+# contrast") implies a contrast study whether or not the lesion enhances, so its negation keeps the value.
+_STUDY = r"(?:CT|scans?|computed tomography|images?|study|examination)"
+_BODY = r"(?:chest|thorax|thoracic|lung|abdominal|abdomen|pelvic|abdominopelvic|upper abdominal|renal|liver|hepatic|" \
+        r"pancreatic|multiphase|multiphasic|triphasic|biphasic|dual[- ]phase|low[- ]dose|helical|spiral)"
+_NOT_NEGATED_ENH = r"(?<!non-)(?<!non)(?<!un)"
 ENHANCEMENT = (
-    rule(r"\b(?:non[- ]?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced)(?:\s+(?:CT|scan|computed tomography))?",
+    rule(rf"\b(?:non[- ]?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced|pre[- ]?contrast)"
+         rf"(?:\s+(?:{_BODY}\s+){{0,2}}{_STUDY})?", "non_contrast"),
+    rule(rf"\bplain(?:[- ]scan|\s+(?:{_BODY}\s+){{0,2}}{_STUDY})\b|\b{_STUDY} \(?plain(?: scan)?\b|\bNCCT\b",
          "non_contrast"),
-    rule(r"\bplain(?:[- ]scan| CT| computed tomography)\b", "non_contrast"),
-    rule(r"\b(?:contrast[- ]enhanced|post[- ]?contrast|enhanced (?:CT|scan)|CECT)\b", "contrast_enhanced"),
-    rule(r"\b(?:arterial|portal[- ]venous|venous|delayed|nephrographic|corticomedullary) phase\b", "contrast_enhanced",
-         confidence=0.85),
+    # "without" is itself a negation cue; the phrase keeps its meaning when the negation check sees it.
+    Rule(r"\bwithout (?:(?:intravenous|IV|i\.v\.|oral) )?contrast(?: (?:medium|agent|material|administration))?\b|"
+         r"\bno (?:(?:intravenous|IV) )?contrast (?:was |were )?(?:given|administered|used)\b", ("non_contrast",),
+         0.95, ("non_contrast",)),
+    rule(rf"{_NOT_NEGATED_ENH}\b(?:contrast[- ]enhanced|post[- ]?contrast|CECT|CTA)\b|"
+         rf"{_NOT_NEGATED_ENH}\benhanced\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
+         r"\b(?:with|after|following|post) (?:the )?(?:(?:intravenous|IV|i\.v\.) )?(?:administration of )?contrast\b",
+         "contrast_enhanced"),
+    rule(r"\b(?:(?:late |early |hepatic )?arterial|portal[- ]?venous|venous|delayed|nephrographic|corticomedullary|"
+         r"pancreatic|excretory|equilibrium|parenchymal|enhanced|contrast) phases?\b|\bwash[- ]?out\b",
+         "contrast_enhanced", confidence=0.85),
+    Rule(rf"{_NOT_NEGATED_ENH}\b(?:enhanc(?:es|ed|ing|ement)|(?:hyper|hypo|rim[- ]?|peripheral(?:ly)? )enhanc\w*)\b",
+         ("contrast_enhanced",), 0.8, ("contrast_enhanced",)),
 )
 
 # --- shape --------------------------------------------------------------------------------------------------------
@@ -55,9 +77,17 @@ SHAPE = (
     rule(r"\b(?:round[- ]like|round(?:ed|ish)?|oval|ovoid|spherical|circular|quasi[- ]round|nodular)\b", "round_like"),
     # "irregular margins" is a surface statement, not a shape.
     rule(rf"\birregular(?:ly shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
-    rule(r"\b(?:lobulated|lobular)\b", "lobulated"),
-    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative)\b", "irregular", confidence=0.8),
+    rule(r"\b(?:lobulated|lobular|lobulations?)\b", "lobulated"),
+    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b", "irregular",
+         confidence=0.8),
+    # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
+    rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular)\b(?=[\s,]+(?:[\w-]+\s+){0,3}?"
+         r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))", "irregular", confidence=0.75),
 )
+# The lung sheet codes a cavitating lesion as irregular whatever its outline ("如果有空洞也归为不规则").
+SHAPE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
+    "lung": (rule(r"\b(?:cavitary|cavitating|cavitation|cavity|cavities)\b", "irregular", confidence=0.97),),
+}
 
 # --- density ------------------------------------------------------------------------------------------------------
 _HYPO = (r"(?:hypo[- ]?dens(?:e|ity)|hypo[- ]?attenuat(?:ing|ion)|low(?:er)?[- ](?:attenuation|density)|"
@@ -66,28 +96,64 @@ _ISO = (r"(?:iso[- ]?dens(?:e|ity)|iso[- ]?attenuat(?:ing|ion)|similar (?:densit
         r"equal (?:density|attenuation))")
 _HYPER = (r"(?:hyper[- ]?dens(?:e|ity)|hyper[- ]?attenuat(?:ing|ion)|high(?:er)?[- ](?:attenuation|density)|"
           r"high[- ]attenuating|increased (?:attenuation|density))")
+# Comparisons with whatever reference the report names ("lower density than the adjacent bowel wall", "attenuation
+# similar to that of the normal liver", "denser than the spleen"): the direction is the value. Reports compare with
+# the organ's own reference tissue (parenchyma, bowel wall), which is what the codes are relative to.
+_DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating)"
+_LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
+         rf"{_DENS}\s+(?:is\s+)?(?:lower|less) than)"
+_SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}|{_DENS}\s+(?:is\s+)?" \
+           rf"(?:similar|equal|comparable|identical) (?:to|with)|indistinguishable in {_DENS}|" \
+           rf"(?:same|similar) {_DENS} (?:as|to))"
+_HIGHER = rf"(?:(?:higher|greater|increased|slightly higher)\s+(?:in\s+)?{_DENS}|denser|more (?:dense|attenuating)|" \
+          rf"{_DENS}\s+(?:is\s+)?(?:higher|greater) than)"
+_WATER = r"(?:(?:fluid|water|cystic)[- ](?:like )?(?:density|attenuation)|fluid[- ]attenuation|water[- ]like)"
+_GENERIC_DENSITY = (
+    rule(rf"\b{_HYPO}\b", "hypodense"),
+    rule(rf"\b{_ISO}\b", "isodense"),
+    rule(rf"\b{_HYPER}\b", "hyperdense"),
+    rule(r"\b(?:markedly hyperdense|calcific density|calcified density)\b", "markedly_hyperdense"),
+    rule(rf"\b{_LOWER}\b", "hypodense", confidence=0.9),
+    rule(rf"\b{_SIMILAR}\b", "isodense", confidence=0.9),
+    rule(rf"\b{_HIGHER}\b", "hyperdense", confidence=0.9),
+    # Fluid is darker than every parenchyma and every bowel wall on CT.
+    rule(rf"\b{_WATER}\b", "hypodense", confidence=0.8),
+)
+# Hollow organs: the reference is the wall, itself soft tissue, so a "soft-tissue density" thickening or mass is
+# isodense to it; in a solid organ the phrase says nothing about the parenchyma and is not read.
+_SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", "isodense", confidence=0.8),)
 DENSITY: Dict[str, Tuple[Rule, ...]] = {
-    "*": (
-        rule(rf"\b{_HYPO}\b", "hypodense"),
-        rule(rf"\b{_ISO}\b", "isodense"),
-        rule(rf"\b{_HYPER}\b", "hyperdense"),
-        rule(r"\b(?:markedly hyperdense|calcific density|calcified density)\b", "markedly_hyperdense"),
-    ),
+    "*": _GENERIC_DENSITY,
+    "colon": _GENERIC_DENSITY + _SOFT_TISSUE_IS_ISO,
+    "gallbladder": _GENERIC_DENSITY + _SOFT_TISSUE_IS_ISO,
+    # Lung: categories relative to soft tissue. A lesion stated with both a ground-glass and a solid part is
+    # "mixed" (code 4); ``extract._lung_density`` combines them.
     "lung": (
-        rule(r"\b(?:pure )?ground[- ]glass(?: opacit(?:y|ies)| density| nodules?)?\b|\bGGOs?\b", "ground_glass"),
-        rule(r"\b(?:part[- ]solid|sub[- ]?solid|mixed ground[- ]glass(?: and solid)?|mixed density)\b",
-             "mixed_ground_glass_solid"),
-        rule(r"\b(?:soft[- ]tissue (?:density|attenuation)|solid)\b", "soft_tissue"),
-        rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense)\b", "hyperdense", confidence=0.85),
+        rule(r"\b(?:pure )?ground[- ]glass(?: opacit(?:y|ies)| density| nodules?| attenuation)?\b|\bGGO?s?\b|"
+             r"\bGGNs?\b|\bnon[- ]?solid\b", "ground_glass"),
+        rule(r"\b(?:part[- ]solid|partially solid|partly solid|sub[- ]?solid|semi[- ]?solid|mixed ground[- ]glass(?: and solid)?|mixed density|"
+             r"mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
+        rule(r"\b(?:soft[- ]tissue(?: (?:density|attenuation))?|solid|consolidat\w*)\b", "soft_tissue"),
+        rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense|markedly hyperdense)\b|"
+             r"\b(?:brighter|denser) than (?:the )?(?:adjacent |surrounding )?(?:soft tissue|muscle)\b", "hyperdense",
+             confidence=0.85),
     ),
 }
 
 # --- density variation --------------------------------------------------------------------------------------------
+# Any wording of (in)homogeneity of density, attenuation or enhancement. "Uneven" describing wall thickening is a
+# shape word (see SHAPE), not a density variation.
+_NOT_THICKENING = r"(?![\s,]+(?:[\w-]+\s+){0,2}?thicken)"
+_EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating|enhancing)"
 DENSITY_VARIATION = (
-    rule(r"\b(?:heterogeneous(?:ly)?|inhomogeneous(?:ly)?|non[- ]?homogeneous|uneven(?:ly)?|mixed (?:density|"
-         r"attenuation))\b", "heterogeneous"),
-    rule(r"\b(?:homogeneous(?:ly)?|uniform(?:ly)?|even(?:ly)? (?:density|attenuation))\b", "homogeneous",
-         negated="heterogeneous"),
+    rule(rf"\b(?:heterogeneous(?:ly)?|heterogeneity|inhomogeneous(?:ly)?|inhomogeneity|non[- ]?homogeneous|"
+         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed (?:density|attenuation))\b{_NOT_THICKENING}",
+         "heterogeneous"),
+    rule(rf"\b(?:homogeneous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
+         "homogeneous", negated="heterogeneous"),
+    # "the attenuation of the lesion is even", "its density appears uneven"
+    rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b",
+         "homogeneous", negated="heterogeneous"),
     # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
     rule(r"\bmixed(?=\s+(?:hypo|hyper|iso))", "heterogeneous", confidence=0.6),
 )
@@ -102,6 +168,11 @@ SURFACE = (
     rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky)\b", "spiculated"),
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
+    # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
+    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined)\b", "well_defined",
+         confidence=0.85, negated="ill_defined"),
+    rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
+         confidence=0.85),
 )
 
 # --- relationship -------------------------------------------------------------------------------------------------
@@ -111,14 +182,33 @@ RELATIONSHIP = (
     rule(r"\bclose(?:ly)? relat(?:ed|ion(?:ship)?)(?: (?:to|with))?\b", "close_unclear_boundary",
          negated="not_close"),
     rule(r"\bclosely (?:abuts?|abutting|adher\w*|attached)\b", "close_unclear_boundary", negated="not_close"),
-    rule(rf"\b{ILL}\s+(?:{EDGE}|fat planes?)\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
+    rule(rf"\b{ILL}\s+(?:{EDGE}|{FAT_PLANE})\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
          "close_unclear_boundary"),
+    # "the boundary with the bladder is unclear"; with the own parenchyma or unnamed tissue/fat it is the surface.
+    rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
     rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*)\b", "close_unclear_boundary", confidence=0.8,
          negated="not_close"),
-    rule(r"\b(?:clear|preserved|intact) fat planes?\b|"
-         r"\bfat planes?\b[^.;]{0,40}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
+    rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
          "not_close", negated="close_unclear_boundary"),
     rule(r"\bseparated from (?:the )?(?:adjacent|surrounding)\b", "not_close", confidence=0.85),
+    # A lost fat plane, an inseparable neighbour, an unclear interface "between the lesion and <not parenchyma>".
+    rule(rf"\b(?:loss|obliteration|effacement|disappearance) of (?:the )?(?:\w+ )?{FAT_PLANE}\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
+         rf"effaced|disappeared|indistinct|unclear|blurred|blurry|fuzzy|hazy)\b|"
+         r"\b(?:inseparable|indistinguishable) from\b|"
+         r"\bcannot be (?:clearly )?(?:separated|distinguished) from\b", "close_unclear_boundary",
+         negated="not_close"),
+    rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
+         rf"\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
+    rule(r"\b(?:abut(?:s|ting)?|adherent to|adheres to|in (?:close )?contact with|pleura[l]?[- ]based|"
+         r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign))\b", "close_unclear_boundary",
+         confidence=0.75, negated="not_close"),
+    # Clean surrounding fat, or a lung nodule surrounded only by lung.
+    rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?\b(?:is|are|appears?|"
+         r"remains?) (?:\w+ )?(?:clear|clean|preserved|intact|normal|unremarkable)\b|\bsurrounded by (?:normal )?"
+         r"(?:lung|pulmonary) parenchyma\b", "not_close", confidence=0.85, negated="close_unclear_boundary"),
 )
 
 # --- specific features (multi-valued) ---------------------------------------------------------------------------
