@@ -43,6 +43,7 @@ from nnunetv2_malenia.reports.extract import CODING_DEFAULTS, ReportParser, key_
 CODED_ASPECTS = tuple(a for a in ASPECTS if a != "specific_features")      # columns B-H
 DEFAULT_XLSX = Path(__file__).resolve().parents[2] / "shared" / "data" / "malenia_annotations" / "annotations_dev.xlsx"
 DEFAULT_PARAPHRASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "report_paraphrases.tsv"
+DEFAULT_HOLDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "report_paraphrases_holdout.tsv"
 
 
 @dataclass(frozen=True)
@@ -208,18 +209,26 @@ class Paraphrase:
 
 
 def read_paraphrases(path: Path, vocab: Vocabulary) -> List[Paraphrase]:
-    """``organ<TAB>aspect<TAB>key<TAB>text`` lines ('#' starts a comment); a bad line stops the benchmark."""
+    """Either ``organ<TAB>aspect<TAB>key<TAB>text`` (one scored aspect per line) or whole reports
+    ``organ<TAB>key of each of the 7 coded aspects ('-': not stated)<TAB>text``; '#' starts a comment.
+    A bad line stops the benchmark."""
     out = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
-        parts = line.split("\t")
-        if len(parts) != 4:
-            raise ValueError(f"{path} line {i}: expected 4 tab-separated fields, got {len(parts)}")
-        organ, aspect, key, text = (p.strip() for p in parts)
-        if aspect not in CODED_ASPECTS or key not in vocab.values[aspect] or vocab.organ_group(organ) is None:
-            raise ValueError(f"{path} line {i}: unknown organ/aspect/key {organ!r}/{aspect!r}/{key!r}")
-        out.append(Paraphrase(i, organ, aspect, key, text))
+        parts = [p.strip() for p in line.split("\t")]
+        if len(parts) == 4:
+            organ, text, pairs = parts[0], parts[3], [(parts[1], parts[2])]
+        elif len(parts) == 2 + len(CODED_ASPECTS):
+            organ, text = parts[0], parts[-1]
+            pairs = [(a, k) for a, k in zip(CODED_ASPECTS, parts[1:-1]) if k != "-"]
+        else:
+            raise ValueError(f"{path} line {i}: expected 4 or {2 + len(CODED_ASPECTS)} tab-separated fields, "
+                             f"got {len(parts)}")
+        for aspect, key in pairs:
+            if aspect not in CODED_ASPECTS or key not in vocab.values[aspect] or vocab.organ_group(organ) is None:
+                raise ValueError(f"{path} line {i}: unknown organ/aspect/key {organ!r}/{aspect!r}/{key!r}")
+            out.append(Paraphrase(i, organ, aspect, key, text))
     return out
 
 
@@ -257,9 +266,8 @@ def evaluate_paraphrases(items: Sequence[Paraphrase], vocab: Vocabulary, parser:
     return dict(out)
 
 
-def print_paraphrase_table(results: dict) -> None:
-    print("\nparaphrase set (tests/data/report_paraphrases.tsv; written for this project, not from the spreadsheet; "
-          "no coding defaults)")
+def print_paraphrase_table(results: dict, title: str) -> None:
+    print(f"\n{title}")
     print(f"{'organ':<12}" + "".join(f"{SHORT_NAMES[a]:>14}" for a in CODED_ASPECTS))
     for organ, aspects in results.items():
         cells = []
@@ -279,6 +287,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--show-wrong", action="store_true", help="print the report text of every wrong row")
     ap.add_argument("--paraphrases", type=Path, default=DEFAULT_PARAPHRASES,
                     help="paraphrase set to score as well (default: %(default)s)")
+    ap.add_argument("--holdout", type=Path, default=DEFAULT_HOLDOUT,
+                    help="held-back paraphrase reports to score as well (default: %(default)s)")
     args = ap.parse_args(argv)
     if not args.xlsx.is_file():
         print(f"spreadsheet not found: {args.xlsx}", file=sys.stderr)
@@ -289,12 +299,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [r for r in rows if r.sheet in args.sheets]
     results = evaluate(rows, vocab, ReportParser(vocab, coding_defaults=not args.no_defaults))
     print_table(results)
-    paraphrases = evaluate_paraphrases(read_paraphrases(args.paraphrases, vocab), vocab,
-                                       ReportParser(vocab, coding_defaults=False))
-    print_paraphrase_table(paraphrases)
+    no_defaults = ReportParser(vocab, coding_defaults=False)
+    paraphrases = evaluate_paraphrases(read_paraphrases(args.paraphrases, vocab), vocab, no_defaults)
+    print_paraphrase_table(paraphrases, f"paraphrase set ({args.paraphrases.name}: one statement per line, written for "
+                                        f"this project, not from the spreadsheet; no coding defaults)")
+    holdout = evaluate_paraphrases(read_paraphrases(args.holdout, vocab), vocab, no_defaults)
+    print_paraphrase_table(holdout, f"held-back paraphrase reports ({args.holdout.name}: whole reports, stated "
+                                    f"aspects scored; no coding defaults)")
     if args.show_wrong:
-        for sheet, aspects in list(results.items()) + [(f"paraphrases {o}", a) for o, a in paraphrases.items()
-                                                       if o != "all organs"]:
+        extra = [(f"{name} {o}", a) for name, res in (("paraphrases", paraphrases), ("holdout", holdout))
+                 for o, a in res.items() if o != "all organs"]
+        for sheet, aspects in list(results.items()) + extra:
             for a, c in aspects.items():
                 for w in c["wrong_rows"]:
                     print(f"\n[{sheet} row {w['row']} {a}] gold {w['gold']} pred {w['predicted']} text {w['text']} "
@@ -303,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
         write_json_atomic({"xlsx": str(args.xlsx), "rows": len(rows), "per_sheet": results,
-                           "paraphrases": paraphrases}, args.out)
+                           "paraphrases": paraphrases, "holdout": holdout}, args.out)
     return 0
 
 

@@ -82,11 +82,18 @@ SHAPE = (
          confidence=0.8),
     # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
     rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular)\b(?=[\s,]+(?:[\w-]+\s+){0,3}?"
-         r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))", "irregular", confidence=0.75),
+         r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))|"
+         r"\bthickened (?:unevenly|irregularly|eccentrically|circumferentially)\b", "irregular", confidence=0.75),
 )
 # The lung sheet codes a cavitating lesion as irregular whatever its outline ("如果有空洞也归为不规则").
 SHAPE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
     "lung": (rule(r"\b(?:cavitary|cavitating|cavitation|cavity|cavities)\b", "irregular", confidence=0.97),),
+    # A thickened segment of a hollow organ's wall is not round-like, the sheets' definition of irregular; weak,
+    # so that a stated shape ("a round polypoid mass") wins.
+    "colon": (rule(r"\bwall thickening\b|\bthicken\w* (?:of )?(?:the )?(?:[\w-]+ ){0,3}?wall\b|"
+                   r"\bwall (?:is |was )?thickened\b", "irregular", confidence=0.6),),
+    "gallbladder": (rule(r"\bwall thickening\b|\bthicken\w* (?:of )?(?:the )?(?:[\w-]+ ){0,3}?wall\b", "irregular",
+                         confidence=0.6),),
 }
 
 # --- density ------------------------------------------------------------------------------------------------------
@@ -197,6 +204,7 @@ RELATIONSHIP = (
     rule(rf"\b(?:loss|obliteration|effacement|disappearance) of (?:the )?(?:\w+ )?{FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
          rf"effaced|disappeared|indistinct|unclear|blurred|blurry|fuzzy|hazy)\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:has |have )?(?:disappeared|vanished)\b|"
          r"\b(?:inseparable|indistinguishable) from\b|"
          r"\bcannot be (?:clearly )?(?:separated|distinguished) from\b", "close_unclear_boundary",
          negated="not_close"),
@@ -207,8 +215,8 @@ RELATIONSHIP = (
          confidence=0.75, negated="not_close"),
     # Clean surrounding fat, or a lung nodule surrounded only by lung.
     rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?\b(?:is|are|appears?|"
-         r"remains?) (?:\w+ )?(?:clear|clean|preserved|intact|normal|unremarkable)\b|\bsurrounded by (?:normal )?"
-         r"(?:lung|pulmonary) parenchyma\b", "not_close", confidence=0.85, negated="close_unclear_boundary"),
+         r"remains?) (?:\w+ )?(?:clear|clean|preserved|intact|normal|unremarkable)\b|\bsurrounded by (?:normal |aerated )?"
+         r"(?:lung|pulmonary parenchyma)\b", "not_close", confidence=0.85, negated="close_unclear_boundary"),
 )
 
 # --- specific features (multi-valued) ---------------------------------------------------------------------------
@@ -262,6 +270,8 @@ LOCATION: Dict[str, Tuple[Rule, ...]] = {
         rule(r"\bleft (?:hepatic |liver )?lobe(?: of the liver)?\b|\bleft liver\b|\bleft hepatic\b", "liver_left_lobe"),
         # Couinaud segments: II-IV form the functional left liver, V-VIII the right.
         rule(r"\b(?:segments? ?|S)(?:IV[ab]?|III|II|[234])\b", "liver_left_lobe", confidence=0.8),
+        rule(r"\bleft (?:lateral|medial) (?:segments?|sections?|sectors?)\b", "liver_left_lobe", confidence=0.9),
+        rule(r"\bright (?:anterior|posterior) (?:segments?|sections?|sectors?)\b", "liver_right_lobe", confidence=0.9),
         rule(r"\b(?:segments? ?|S)(?:VIII|VII|VI|V|[5-8])\b", "liver_right_lobe", confidence=0.8),
         rule(r"\b(?:intrahepatic|hepatic) vessels?\b|\balong the (?:portal|hepatic) veins?\b", "hepatic_vessels",
              confidence=0.8),
@@ -285,7 +295,7 @@ LOCATION: Dict[str, Tuple[Rule, ...]] = {
     ),
     "lung": _lung_rules(),
     "gallbladder": (
-        rule(r"\bgallbladder wall\b|\bwall of the gallbladder\b", "gallbladder_wall"),
+        rule(r"\bgallbladder (?:(?:fundus|fundal|neck|body) )?wall\b|\bwall of the gallbladder\b", "gallbladder_wall"),
         rule(r"\bgallbladder(?: lumen)?\b", "gallbladder_lumen", confidence=0.8),
     ),
     "spleen": (rule(r"\b(?:spleen|splenic)\b", "spleen"),),
