@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary
 from nnunetv2_malenia.reports import phrases
+from nnunetv2_malenia.reports.organ_vocabulary import OrganVocabulary
 from nnunetv2_malenia.reports.phrases import Rule
 
 FOUND, DEFAULT, MISSING = "found", "default", "missing"
@@ -243,14 +244,30 @@ def _shape_rules(group: Optional[str]) -> Sequence[Rule]:
 # --- the parser --------------------------------------------------------------------------------------------------
 
 class ReportParser:
-    """Parses report texts of one organ (or of any organ when ``organ`` is None: all location tables)."""
+    """Parses report texts of one organ (or of any organ when ``organ`` is None: all location tables).
 
-    def __init__(self, vocabulary: Optional[Vocabulary] = None, coding_defaults: bool = True):
+    ``organ_vocabularies`` (from a user knowledge table, see ``organ_vocabulary.py``) give organs the shipped
+    lexicons do not know their location phrases and the known organ group whose wording they share."""
+
+    def __init__(self, vocabulary: Optional[Vocabulary] = None, coding_defaults: bool = True,
+                 organ_vocabularies: Optional[Mapping[str, OrganVocabulary]] = None):
         self.vocab = vocabulary or load_vocabulary()
         self.coding_defaults = coding_defaults
+        self.organ_vocabularies = dict(organ_vocabularies or {})
+
+    def _organ(self, organ: Optional[str]) -> Tuple[Optional[str], Sequence[Rule]]:
+        """(organ group whose wording applies, location rules) of ``organ``. An organ neither shipped nor given a
+        vocabulary reads no location: another organ's table would misread its words ("body", "head")."""
+        if not organ:
+            return None, _location_rules(None)
+        if organ in self.organ_vocabularies:
+            ov = self.organ_vocabularies[organ]
+            return ov.like, ov.location
+        group = self.vocab.organ_group(organ)
+        return group, (_location_rules(group) if group else ())
 
     def parse(self, text: str, organ: Optional[str] = None, case: str = "") -> ParsedReport:
-        group = self.vocab.organ_group(organ) if organ else None
+        group, location_rules = self._organ(organ)
         results: Dict[str, AspectResult] = {}
 
         relationship = _find(text, "relationship", _ASPECT_RULES["relationship"])
@@ -261,7 +278,7 @@ class ReportParser:
 
         results["enhancement_status"] = self._single(text, _find(text, "enhancement_status",
                                                                 _ASPECT_RULES["enhancement_status"]))
-        results["location"] = self._location(text, group, zones, sentences)
+        results["location"] = self._location(text, location_rules, zones, sentences)
         results["shape"] = self._single(text, _find(text, "shape", _shape_rules(group)))
         results["density"] = self._density(text, group)
         results["density_variation"] = self._single(text, _find(text, "density_variation",
@@ -284,8 +301,8 @@ class ReportParser:
 
         Unlike ``parse`` nothing is chosen (no role, zone or first-sentence rules), so this answers "does the text
         say X at all?": the parser benchmark uses it to tell a code the text contradicts from a parser miss."""
-        group = self.vocab.organ_group(organ) if organ else None
-        rules = {"location": _location_rules, "density": _density_rules, "shape": _shape_rules}.get(
+        group, location_rules = self._organ(organ)
+        rules = {"location": lambda g: location_rules, "density": _density_rules, "shape": _shape_rules}.get(
             aspect, lambda g: _ASPECT_RULES[aspect])
         return tuple(dict.fromkeys(v for m in _find(text, aspect, rules(group)) if not m.negated for v in m.values))
 
@@ -324,8 +341,8 @@ class ReportParser:
                 return self._result(text, mixed)
         return self._single(text, scored)
 
-    def _location(self, text: str, group: Optional[str], zones, sentences) -> AspectResult:
-        mentions = [m for m in _find(text, "location", _location_rules(group))
+    def _location(self, text: str, rules: Sequence[Rule], zones, sentences) -> AspectResult:
+        mentions = [m for m in _find(text, "location", rules)
                     if not m.negated and not _inside(m, zones)]
         if not mentions:
             return AspectResult(MISSING)
@@ -380,6 +397,7 @@ def key_to_code(vocab: Vocabulary, aspect: str, organ: str, key: str) -> Optiona
 
 
 def parse_report(text: str, organ: Optional[str] = None, case: str = "", vocabulary: Optional[Vocabulary] = None,
-                 coding_defaults: bool = True) -> ParsedReport:
+                 coding_defaults: bool = True,
+                 organ_vocabularies: Optional[Mapping[str, OrganVocabulary]] = None) -> ParsedReport:
     """Convenience wrapper: ``ReportParser(...).parse(text, organ, case)``."""
-    return ReportParser(vocabulary, coding_defaults).parse(text, organ, case)
+    return ReportParser(vocabulary, coding_defaults, organ_vocabularies).parse(text, organ, case)
