@@ -377,6 +377,119 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert "row 2 column text: empty report" in err and "row 3 column id: empty case id" in err
 
 
+def test_cli_rejects_case_ids_the_importer_rejects_unless_mapped(tmp_path, capsys):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "imaging.txt").write_text("A round cyst in the left kidney.", encoding="utf-8")
+    (folder / "case_00002.txt").write_text("A round cyst in the right kidney.", encoding="utf-8")
+    out = tmp_path / "parsed.json"
+    with pytest.raises(SystemExit) as e:
+        main(["-i", str(folder), "-o", str(out), "--disease", "kidney cyst"])
+    assert e.value.code == 2 and not out.exists()
+    assert f"{folder / 'imaging.txt'}: file name: id 'imaging' does not identify a case" in capsys.readouterr().err
+    mapping = tmp_path / "ids.csv"
+    mapping.write_text("spreadsheet_id,case_id\nimaging,case_00001\n", encoding="utf-8")
+    main(["-i", str(folder), "-o", str(out), "--disease", "kidney cyst", "--id-mapping", str(mapping)])
+    assert set(json.loads(out.read_text(encoding="utf-8"))["cases"]) == {"case_00001", "case_00002"}
+
+
+@pytest.mark.skipif(not XLSX.is_file(), reason=f"annotation spreadsheet not found at {XLSX}")
+def test_cli_spreadsheet_skips_rows_without_a_case_id(tmp_path, capsys):
+    out = tmp_path / "parsed.json"
+    main(["-i", str(XLSX), "-o", str(out)])
+    cases = json.loads(out.read_text(encoding="utf-8"))["cases"]
+    assert "imaging" not in cases and "1" not in cases and not any(c.startswith("Example") for c in cases)
+    assert "case_00000" in cases and "liver_2" in cases
+    assert "row 3 column A: id 'imaging.nii' does not identify a case" in capsys.readouterr().err
+
+
+def test_cli_merges_into_a_raw_datasets_attribute_file(nnunet_raw, tmp_path):
+    from conftest import make_raw_dataset
+
+    existing = {"format_version": 1, "labels": {"tumor": {"disease": "kidney tumor"}},
+                "cases": {"case_00001": {"tumor": {"shape": "round_like", "specific_features": "calcification"}}}}
+    folder = make_raw_dataset(nnunet_raw / "Dataset501_Kid", {"tumor": 1}, ["case_00001", "case_00002"], existing)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "case_00001.txt").write_text("Contrast-enhanced CT: an irregular hyperdense mass in the right kidney.",
+                                            encoding="utf-8")
+    main(["-i", str(reports), "--disease", "kidney tumor", "--label", "tumor", "-d", "501"])
+    merged = json.loads((folder / "malenia_attributes.json").read_text(encoding="utf-8"))
+    case = merged["cases"]["case_00001"]["tumor"]
+    assert case["shape"] == "irregular" and case["density"] == "hyperdense" and case["location"] == "right_kidney"
+    assert case["specific_features"] == "calcification"             # aspects the report does not state are kept
+    assert merged["labels"] == existing["labels"]
+
+
+def test_cli_dataset_mismatch_exits_2_and_writes_nothing(nnunet_raw, tmp_path, capsys):
+    from conftest import make_raw_dataset
+
+    folder = make_raw_dataset(nnunet_raw / "Dataset502_Kid", {"tumor": 1}, ["case_00001"])
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "case_00009.txt").write_text("A round cyst in the left kidney.", encoding="utf-8")
+    out = tmp_path / "parsed.json"
+    with pytest.raises(SystemExit) as e:
+        main(["-i", str(reports), "--disease", "kidney cyst", "-d", "502", "-o", str(out)])
+    assert e.value.code == 2
+    assert not (folder / "malenia_attributes.json").exists() and not out.exists()
+    err = capsys.readouterr().err
+    assert f"{reports / 'case_00009.txt'}: case id: case 'case_00009' is not in the dataset's imagesTr" in err
+    assert "no foreground label 'kidney cyst'" in err
+
+
+def _user_table(tmp_path, vocabulary):
+    table = {"format_version": 1, "diseases": {"stomach tumor": {
+        "organ": "stomach",
+        "attributes": {"enhancement_status": "contrast_enhanced", "location": "located in the gastric antrum",
+                       "shape": "irregular", "density": "isodense", "density_variation": "heterogeneous",
+                       "surface": "ill_defined", "relationship": "close_unclear_boundary",
+                       "specific_features": "wall_thickening"},
+        "report_vocabulary": vocabulary}}}
+    path = tmp_path / "my_table.json"
+    path.write_text(json.dumps(table), encoding="utf-8")
+    return path
+
+
+def test_cli_knowledge_table_user_disease_and_organ_vocabulary(nnunet_raw, tmp_path):
+    from conftest import make_raw_dataset
+
+    folder = make_raw_dataset(nnunet_raw / "Dataset503_Sto", {"stomach tumor": 1}, ["stomach_001"])
+    table = _user_table(tmp_path, {"like": "colon", "location": {
+        "located in the gastric antrum": [r"\bantr(?:um|al)\b"], "located in the gastric body": [r"\bgastric body\b"]}})
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "stomach_001.txt").write_text("Contrast-enhanced CT: irregular thickening of the antral wall of soft-"
+                                             "tissue density; the serosal surface is rough.", encoding="utf-8")
+    main(["-i", str(reports), "--disease", "stomach tumor", "--knowledge-table", str(table), "-d", "503"])
+    merged = json.loads((folder / "malenia_attributes.json").read_text(encoding="utf-8"))
+    assert merged["labels"] == {"stomach tumor": {"disease": "stomach tumor"}}
+    assert (folder / merged["knowledge_table"]).resolve() == table.resolve()
+    case = merged["cases"]["stomach_001"]["stomach tumor"]
+    assert case["location"] == "located in the gastric antrum"
+    assert case["density"] == "isodense"                 # "like": colon -> soft tissue is isodense to the wall
+    assert case["surface"] == "ill_defined"
+
+
+def test_unknown_organ_reads_no_other_organs_locations():
+    assert values("A mass in the gastric body.", "location", "stomach", coding_defaults=False) == ()
+    assert values("A mass in the pancreatic body.", "location", "pancreas") == ("pancreas_body",)
+
+
+def test_cli_bad_report_vocabulary_names_file_and_field(tmp_path, capsys):
+    table = _user_table(tmp_path, {"like": "stomach", "location": {"antrum": ["("]}})
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "stomach_001.txt").write_text("A mass.", encoding="utf-8")
+    out = tmp_path / "parsed.json"
+    with pytest.raises(SystemExit) as e:
+        main(["-i", str(folder), "--disease", "stomach tumor", "--knowledge-table", str(table), "-o", str(out)])
+    assert e.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert f"{table}: diseases.stomach tumor.report_vocabulary.like: 'stomach' is not a known organ group" in err
+    assert "report_vocabulary.location.antrum: 'antrum' is neither a location value key" in err
+
+
 # --- accuracy floor on the real spreadsheet -----------------------------------------------------------------------
 
 def _load_benchmark():
