@@ -134,6 +134,22 @@ def test_relationship_wordings(text, key):
     assert values(text, "relationship", "colon", coding_defaults=False) == (key,)
 
 
+@pytest.mark.parametrize("text,surface,relationship", [
+    ("The tumour invades the serosa.", ("ill_defined",), ()),
+    ("The surrounding fat space is blurred.", ("ill_defined",), ()),
+    ("Stranding of the pericolic fat is seen.", ("ill_defined",), ()),
+    ("The mass invades the bladder.", (), ("close_unclear_boundary",)),
+])
+def test_colon_wall_layers_and_surrounding_fat_are_surface_not_neighbours(text, surface, relationship):
+    r = parse_report(text, "colon", coding_defaults=False)
+    assert r.aspects["surface"].values == surface and r.aspects["relationship"].values == relationship
+
+
+def test_blurred_fat_names_no_neighbour_in_solid_organs_either():
+    r = parse_report("The peripancreatic fat is blurred.", "pancreas", coding_defaults=False)
+    assert r.aspects["relationship"].status == MISSING and r.aspects["surface"].status == MISSING
+
+
 def test_unclear_margin_with_own_parenchyma_stays_surface():
     r = parse_report("The boundary with the renal parenchyma is unclear.", "kidney", coding_defaults=False)
     assert r.aspects["surface"].values == ("ill_defined",) and r.aspects["relationship"].status == MISSING

@@ -173,6 +173,8 @@ def _find(text: str, aspect: str, rules: Sequence[Rule]) -> List[Mention]:
             kept.append((start, end, r))
     out = []
     for start, end, r in sorted(kept, key=lambda x: x[0]):
+        if not r.values:                          # a blocker: claimed its words, states nothing
+            continue
         negated = _is_negated(text, start, end)
         values = r.values
         if negated:
@@ -241,6 +243,10 @@ def _shape_rules(group: Optional[str]) -> Sequence[Rule]:
     return phrases.SHAPE + phrases.SHAPE_BY_ORGAN.get(group or "", ())
 
 
+def _surface_rules(group: Optional[str]) -> Sequence[Rule]:
+    return phrases.SURFACE + phrases.SURFACE_BY_ORGAN.get(group or "", ())
+
+
 # --- the parser --------------------------------------------------------------------------------------------------
 
 class ReportParser:
@@ -283,7 +289,7 @@ class ReportParser:
         results["density"] = self._density(text, group)
         results["density_variation"] = self._single(text, _find(text, "density_variation",
                                                                 _ASPECT_RULES["density_variation"]))
-        surface = [m for m in _find(text, "surface", _ASPECT_RULES["surface"]) if not _inside(m, zones)]
+        surface = [m for m in _find(text, "surface", _surface_rules(group)) if not _inside(m, zones)]
         results["surface"] = self._single(text, surface)
         results["relationship"] = self._single(text, relationship)
         if self.coding_defaults:
@@ -302,7 +308,8 @@ class ReportParser:
         Unlike ``parse`` nothing is chosen (no role, zone or first-sentence rules), so this answers "does the text
         say X at all?": the parser benchmark uses it to tell a code the text contradicts from a parser miss."""
         group, location_rules = self._organ(organ)
-        rules = {"location": lambda g: location_rules, "density": _density_rules, "shape": _shape_rules}.get(
+        rules = {"location": lambda g: location_rules, "density": _density_rules, "shape": _shape_rules,
+                 "surface": _surface_rules}.get(
             aspect, lambda g: _ASPECT_RULES[aspect])
         return tuple(dict.fromkeys(v for m in _find(text, aspect, rules(group)) if not m.negated for v in m.values))
 

@@ -23,6 +23,12 @@ def rule(pattern: str, *values: str, confidence: float = 0.95, negated: Optional
     return Rule(pattern, tuple(values), confidence, (negated,) if negated else None)
 
 
+def block(pattern: str) -> Rule:
+    """A phrase that looks like a statement of the aspect but is not one ("invading the serosa" is no neighbour
+    organ): it takes part in the longest-match overlap like any phrase, then states nothing."""
+    return Rule(pattern, ())
+
+
 # --- shared word classes -------------------------------------------------------------------------------------------
 ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|poorly[- ]demarcated|fuzzy|"
        r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?)")
@@ -182,6 +188,23 @@ SURFACE = (
          confidence=0.85),
 )
 
+# Hollow organs: growth through the serosa, or blurred / stranded fat around the wall, is the tumour's outer surface
+# being ill-defined (the colon sheet codes the surface of the tumour, "肠癌表面"); weaker than a stated margin.
+_WALL_LAYER = (r"(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|muscle layer|"
+               r"(?:bowel|colonic|intestinal|rectal|gastric|gallbladder) wall")
+_SURROUNDING_FAT = (r"(?:surrounding|peri[\w-]+|adjacent|regional|mesenteric|mesorectal)\s+fat(?:ty)?(?:\s+(?:planes?|"
+                    r"spaces?|gaps?|tissues?|layers?))?")
+_FAT_BLURRED = r"(?:blurred|blurry|hazy|fuzzy|indistinct|unclear|obscured|infiltrated|stranded|streaky|turbid|cloudy)"
+SURFACE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
+    "colon": (
+        rule(r"\b(?:invad\w*|invasion of|infiltrat\w*|penetrat\w*|break\w* through|extend\w* (?:through|beyond))\s+"
+             r"(?:the\s+)?(?:serosa\w*|subserosa\w*)", "ill_defined", confidence=0.75),
+        rule(rf"\b{_SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
+             rf"{_FAT_BLURRED}\b|\b(?:stranding|streaky)\b[^.;]{{0,25}}?\b{_SURROUNDING_FAT}|"
+             rf"\b{_SURROUNDING_FAT}\s+(?:stranding|infiltration)\b", "ill_defined", confidence=0.7),
+    ),
+}
+
 # --- relationship -------------------------------------------------------------------------------------------------
 # An unclear interface with the lesion's own parenchyma is a surface statement; with anything else it is a
 # relationship statement ("unclear demarcation from the adjacent bowel wall").
@@ -196,6 +219,12 @@ RELATIONSHIP = (
          rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
     rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*)\b", "close_unclear_boundary", confidence=0.8,
          negated="not_close"),
+    # ... but growth into the lesion's own wall layers is depth, not a neighbour (see SURFACE_BY_ORGAN for the
+    # serosa), and blurred surrounding fat names no organ: neither is a relationship statement.
+    block(rf"\b(?:invad\w*|invasion of|infiltrat\w*|involv\w*|penetrat\w*|extend\w*)\s+(?:into\s+|through\s+|"
+          rf"beyond\s+)?(?:the\s+)?{_WALL_LAYER}"),
+    block(rf"\b{_SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
+          rf"{_FAT_BLURRED}\b"),
     rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
          "not_close", negated="close_unclear_boundary"),
