@@ -105,6 +105,25 @@ def test_lung_density_categories(text, key):
     assert values(text, "density", "lung") == (key,)
 
 
+def test_ground_glass_and_solid_combine_only_within_one_sentence():
+    assert values("A solid mass in the RUL. Scattered ground-glass opacities in both lungs.", "density", "lung") == \
+        ("soft_tissue",)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("A cyst with density similar to water.", ("hypodense",)),
+    ("A cyst with density slightly higher than water.", ()),        # complex cyst; says nothing vs parenchyma
+])
+def test_comparison_with_water_is_not_a_comparison_with_the_parenchyma(text, key):
+    assert values(text, "density", "kidney", coding_defaults=False) == key
+
+
+def test_uneven_margin_is_surface_not_density_variation():
+    r = parse_report("The margin is uneven, with homogeneous density and well-defined borders elsewhere.", "colon")
+    assert r.aspects["density_variation"].values == ("homogeneous",)
+    assert parse_report("The margin is uneven.", "colon").aspects["surface"].values == ("ill_defined",)
+
+
 def test_uneven_wall_thickening_is_shape_not_density_variation():
     r = parse_report("Uneven thickening of the rectal wall with uniform density.", "colon")
     assert r.aspects["density_variation"].values == ("homogeneous",)

@@ -208,16 +208,22 @@ def _density_role(text: str, m: Mention) -> str:
     return "other"
 
 
-def _lung_mixed(mentions: Sequence[Mention]) -> List[Mention]:
-    """A ground-glass and a solid statement about one lesion ("a solid nodule with a ground-glass halo", "a
-    ground-glass nodule with a solid component") make the lung's mixed category (code 4): the first of each."""
-    glass = [m for m in mentions if "ground_glass" in m.values]
-    solid = [m for m in mentions if "soft_tissue" in m.values]
-    if not glass or not solid or any("mixed_ground_glass_solid" in m.values for m in mentions):
+def _lung_mixed(mentions: Sequence[Mention], sentences: Sequence[Tuple[int, int]]) -> List[Mention]:
+    """A ground-glass and a solid statement in one sentence ("a solid nodule with a ground-glass halo", "a
+    ground-glass nodule with a solid component") describe one mixed lesion, the lung's code 4. Across sentences they
+    may be different findings ("scattered ground-glass opacities in both lungs"), so they are not combined."""
+    if any("mixed_ground_glass_solid" in m.values for m in mentions):
         return []
-    first = sorted([glass[0], solid[0]], key=lambda m: m.start)
-    return [Mention("density", ("mixed_ground_glass_solid",), m.start, m.end, min(x.confidence for x in first) * 0.9,
-                    False, m.hedged) for m in first]
+    for s, e in sentences:
+        inside = [m for m in mentions if s <= m.start < e]
+        glass = [m for m in inside if "ground_glass" in m.values]
+        solid = [m for m in inside if "soft_tissue" in m.values]
+        if glass and solid:
+            pair = sorted([glass[0], solid[0]], key=lambda m: m.start)
+            confidence = min(m.confidence for m in pair) * 0.9
+            return [Mention("density", ("mixed_ground_glass_solid",), m.start, m.end, confidence, False, m.hedged)
+                    for m in pair]
+    return []
 
 
 # aspects whose lexicon does not depend on the organ
@@ -343,7 +349,7 @@ class ReportParser:
             weight = 1.0 if role == "lesion" else 0.8
             scored.append(Mention(m.aspect, m.values, m.start, m.end, m.confidence * weight, False, m.hedged))
         if group == "lung":
-            mixed = _lung_mixed(scored + parts)
+            mixed = _lung_mixed(sorted(scored + parts, key=lambda m: m.start), _sentence_spans(text))
             if mixed:
                 return self._result(text, mixed)
         return self._single(text, scored)

@@ -129,8 +129,10 @@ _GENERIC_DENSITY = (
     rule(rf"\b{_LOWER}\b", "hypodense", confidence=0.9),
     rule(rf"\b{_SIMILAR}\b", "isodense", confidence=0.9),
     rule(rf"\b{_HIGHER}\b", "hyperdense", confidence=0.9),
-    # Fluid is darker than every parenchyma and every bowel wall on CT.
-    rule(rf"\b{_WATER}\b", "hypodense", confidence=0.8),
+    # Fluid is darker than every parenchyma and every bowel wall on CT ("similar to water" included); "higher than
+    # water" says a cyst is complex, not how it compares with the parenchyma.
+    rule(rf"\b{_WATER}\b|\b{_SIMILAR}\s+(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b", "hypodense", confidence=0.8),
+    block(rf"\b(?:{_HIGHER}|{_LOWER})\s+(?:than\s+)?(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b"),
 )
 # Hollow organs: the reference is the wall, itself soft tissue, so a "soft-tissue density" thickening or mass is
 # isodense to it; in a solid organ the phrase says nothing about the parenchyma and is not read.
@@ -156,7 +158,8 @@ DENSITY: Dict[str, Tuple[Rule, ...]] = {
 # --- density variation --------------------------------------------------------------------------------------------
 # Any wording of (in)homogeneity of density, attenuation or enhancement. "Uneven" describing wall thickening is a
 # shape word (see SHAPE), not a density variation.
-_NOT_THICKENING = r"(?![\s,]+(?:[\w-]+\s+){0,2}?thicken)"
+# ("uneven thickening", "uniformly thickened wall"; "uneven margins" / "uneven surface" are read by SURFACE)
+_NOT_THICKENING = rf"(?![\s,]+(?:[\w-]+\s+){{0,2}}?thicken|\s+(?:{EDGE}|surface|lumen)\b)"
 _EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating|enhancing)"
 DENSITY_VARIATION = (
     rule(rf"\b(?:heterogeneous(?:ly)?|heterogeneity|inhomogeneous(?:ly)?|inhomogeneity|non[- ]?homogeneous|"
@@ -167,6 +170,8 @@ DENSITY_VARIATION = (
     # "the attenuation of the lesion is even", "its density appears uneven"
     rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b",
          "homogeneous", negated="heterogeneous"),
+    # "the margin is uneven" describes the outline (SURFACE), not the density
+    block(rf"\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:uneven|non[- ]?uniform)\b"),
     # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
     rule(r"\bmixed(?=\s+(?:hypo|hyper|iso))", "heterogeneous", confidence=0.6),
 )
@@ -177,7 +182,8 @@ SURFACE = (
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "ill_defined"),
     rule(rf"\b{WELL}\s+(?:[\w-]+\s+){{0,2}}?{EDGE}\b", "well_defined", negated="ill_defined"),
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined", negated="ill_defined"),
-    rule(rf"\birregular\s+{EDGE}\b", "ill_defined", confidence=0.75),
+    rule(rf"\b(?:irregular|uneven)\s+{EDGE}\b|\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:irregular|uneven)\b",
+         "ill_defined", confidence=0.75),
     rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky)\b", "spiculated"),
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
@@ -280,8 +286,10 @@ def _lung_rules() -> Tuple[Rule, ...]:
     out = []
     for side, level, abbreviation in lobes:
         key = f"lung_{side}_{level}_lobe"
-        out.append(rule(rf"\b{side} {level} lobe\b|\b{level} lobe of the {side} lung\b|"
-                        rf"\b{side} lung(?:'s)? {level} lobe\b|\b{abbreviation}\b", key))
+        out.append(rule(rf"\b{side} {level} lobe\b|\b{level} lobe of (?:the )?{side} lung\b|"
+                        rf"\b{side} lung(?:'s|,)? {level} lobe\b|\b{abbreviation}\b", key))
+        # "right upper lung (field)": a zone, not quite the lobe
+        out.append(rule(rf"\b{side} {level} lung(?: field| zone)?\b", key, confidence=0.8))
     out.append(rule(r"\blingula(?:r)?\b", "lung_left_upper_lobe", confidence=0.85))
     out.append(rule(r"\bmiddle lobe\b", "lung_right_middle_lobe", confidence=0.9))   # only the right lung has one
     return tuple(out)
