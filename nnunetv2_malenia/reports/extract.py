@@ -1,6 +1,7 @@
 """One radiology report -> value keys per aspect, each with its evidence span in the text and a confidence.
 
-Rules first (``phrases.py``), deterministic, no model. How a value is chosen per aspect:
+Rules first (``phrases.py``; organ-dependent words in ``organ_phrases.py``), deterministic, no model. How a value is
+chosen per aspect:
 
 * every phrase of the aspect's lexicon is found; where phrases overlap the longest wins ("non-contrast CT" over
   "contrast", "non-homogeneous" over "homogeneous");
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary
-from nnunetv2_malenia.reports import phrases
+from nnunetv2_malenia.reports import organ_phrases, phrases
 from nnunetv2_malenia.reports.organ_vocabulary import OrganVocabulary
 from nnunetv2_malenia.reports.phrases import Rule
 
@@ -235,22 +236,22 @@ _ASPECT_RULES: Dict[str, Sequence[Rule]] = {
 def _location_rules(group: Optional[str]) -> Sequence[Rule]:
     """The organ's location phrases; every organ's when the organ is unknown."""
     if group is not None:
-        return phrases.LOCATION.get(group, ())
-    return tuple(r for g in phrases.LOCATION.values() for r in g)
+        return organ_phrases.LOCATION.get(group, ())
+    return tuple(r for g in organ_phrases.LOCATION.values() for r in g)
 
 
 def _density_rules(group: Optional[str]) -> Sequence[Rule]:
     """Lung densities are relative to soft tissue (ground glass, solid), a hollow organ's to its wall, every other
     organ's to its parenchyma."""
-    return phrases.DENSITY.get(group or "*", phrases.DENSITY["*"])
+    return organ_phrases.DENSITY.get(group or "*", organ_phrases.DENSITY["*"])
 
 
 def _shape_rules(group: Optional[str]) -> Sequence[Rule]:
-    return phrases.SHAPE + phrases.SHAPE_BY_ORGAN.get(group or "", ())
+    return phrases.SHAPE + organ_phrases.SHAPE_BY_ORGAN.get(group or "", ())
 
 
 def _surface_rules(group: Optional[str]) -> Sequence[Rule]:
-    return phrases.SURFACE + phrases.SURFACE_BY_ORGAN.get(group or "", ())
+    return phrases.SURFACE + organ_phrases.SURFACE_BY_ORGAN.get(group or "", ())
 
 
 # --- the parser --------------------------------------------------------------------------------------------------

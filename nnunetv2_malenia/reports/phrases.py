@@ -2,13 +2,13 @@
 
 Every entry is a ``Rule``: a case-insensitive regular expression, the value key(s) it stands for, a confidence, and
 what the phrase means when it is negated ("no close relationship" -> not_close; "no calcification" -> dropped).
-Location rules depend on the organ group (``kidney``, ``liver``, ...); density rules differ for the lung, whose
-spreadsheet codes are ground-glass / soft tissue / mixed instead of hypo- / iso- / hyperdense.
+This module holds the organ-independent lexicons and the word classes they share; locations and the words whose
+meaning depends on the organ's reference tissue (lung densities, a hollow organ's wall) are in ``organ_phrases``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -92,16 +92,6 @@ SHAPE = (
          r"\bthickened (?:unevenly|irregularly|eccentrically|circumferentially)\b", "irregular", confidence=0.75),
 )
 # The lung sheet codes a cavitating lesion as irregular whatever its outline ("如果有空洞也归为不规则").
-SHAPE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
-    "lung": (rule(r"\b(?:cavitary|cavitating|cavitation|cavity|cavities)\b", "irregular", confidence=0.97),),
-    # A thickened segment of a hollow organ's wall is not round-like, the sheets' definition of irregular; weak,
-    # so that a stated shape ("a round polypoid mass") wins.
-    "colon": (rule(r"\bwall thickening\b|\bthicken\w* (?:of )?(?:the )?(?:[\w-]+ ){0,3}?wall\b|"
-                   r"\bwall (?:is |was )?thickened\b", "irregular", confidence=0.6),),
-    "gallbladder": (rule(r"\bwall thickening\b|\bthicken\w* (?:of )?(?:the )?(?:[\w-]+ ){0,3}?wall\b", "irregular",
-                         confidence=0.6),),
-}
-
 # --- density ------------------------------------------------------------------------------------------------------
 _HYPO = (r"(?:hypo[- ]?dens(?:e|ity)|hypo[- ]?attenuat(?:ing|ion)|low(?:er)?[- ](?:attenuation|density)|"
          r"low[- ]attenuating|decreased (?:attenuation|density))")
@@ -121,7 +111,7 @@ _SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}
 _HIGHER = rf"(?:(?:higher|greater|increased|slightly higher)\s+(?:in\s+)?{_DENS}|denser|more (?:dense|attenuating)|" \
           rf"{_DENS}\s+(?:is\s+)?(?:higher|greater) than)"
 _WATER = r"(?:(?:fluid|water|cystic)[- ](?:like )?(?:density|attenuation)|fluid[- ]attenuation|water[- ]like)"
-_GENERIC_DENSITY = (
+DENSITY = (
     rule(rf"\b{_HYPO}\b", "hypodense"),
     rule(rf"\b{_ISO}\b", "isodense"),
     rule(rf"\b{_HYPER}\b", "hyperdense"),
@@ -134,27 +124,6 @@ _GENERIC_DENSITY = (
     rule(rf"\b{_WATER}\b|\b{_SIMILAR}\s+(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b", "hypodense", confidence=0.8),
     block(rf"\b(?:{_HIGHER}|{_LOWER})\s+(?:than\s+)?(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b"),
 )
-# Hollow organs: the reference is the wall, itself soft tissue, so a "soft-tissue density" thickening or mass is
-# isodense to it; in a solid organ the phrase says nothing about the parenchyma and is not read.
-_SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", "isodense", confidence=0.8),)
-DENSITY: Dict[str, Tuple[Rule, ...]] = {
-    "*": _GENERIC_DENSITY,
-    "colon": _GENERIC_DENSITY + _SOFT_TISSUE_IS_ISO,
-    "gallbladder": _GENERIC_DENSITY + _SOFT_TISSUE_IS_ISO,
-    # Lung: categories relative to soft tissue. A lesion stated with both a ground-glass and a solid part is
-    # "mixed" (code 4); ``extract._lung_density`` combines them.
-    "lung": (
-        rule(r"\b(?:pure )?ground[- ]glass(?: opacit(?:y|ies)| density| nodules?| attenuation)?\b|\bGGO?s?\b|"
-             r"\bGGNs?\b|\bnon[- ]?solid\b", "ground_glass"),
-        rule(r"\b(?:part[- ]solid|partially solid|partly solid|sub[- ]?solid|semi[- ]?solid|mixed ground[- ]glass(?: and solid)?|mixed density|"
-             r"mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
-        rule(r"\b(?:soft[- ]tissue(?: (?:density|attenuation))?|solid|consolidat\w*)\b", "soft_tissue"),
-        rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense|markedly hyperdense)\b|"
-             r"\b(?:brighter|denser) than (?:the )?(?:adjacent |surrounding )?(?:soft tissue|muscle)\b", "hyperdense",
-             confidence=0.85),
-    ),
-}
-
 # --- density variation --------------------------------------------------------------------------------------------
 # Any wording of (in)homogeneity of density, attenuation or enhancement. "Uneven" describing wall thickening is a
 # shape word (see SHAPE), not a density variation.
@@ -194,22 +163,13 @@ SURFACE = (
          confidence=0.85),
 )
 
-# Hollow organs: growth through the serosa, or blurred / stranded fat around the wall, is the tumour's outer surface
-# being ill-defined (the colon sheet codes the surface of the tumour, "肠癌表面"); weaker than a stated margin.
-_WALL_LAYER = (r"(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|muscle layer|"
+# Words of a hollow organ's own wall and of the fat around a lesion (RELATIONSHIP blocks them; for the colon they are
+# the tumour's surface, see organ_phrases.SURFACE_BY_ORGAN).
+WALL_LAYER = (r"(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|muscle layer|"
                r"(?:bowel|colonic|intestinal|rectal|gastric|gallbladder) wall")
-_SURROUNDING_FAT = (r"(?:surrounding|peri[\w-]+|adjacent|regional|mesenteric|mesorectal)\s+fat(?:ty)?(?:\s+(?:planes?|"
+SURROUNDING_FAT = (r"(?:surrounding|peri[\w-]+|adjacent|regional|mesenteric|mesorectal)\s+fat(?:ty)?(?:\s+(?:planes?|"
                     r"spaces?|gaps?|tissues?|layers?))?")
-_FAT_BLURRED = r"(?:blurred|blurry|hazy|fuzzy|indistinct|unclear|obscured|infiltrated|stranded|streaky|turbid|cloudy)"
-SURFACE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
-    "colon": (
-        rule(r"\b(?:invad\w*|invasion of|infiltrat\w*|penetrat\w*|break\w* through|extend\w* (?:through|beyond))\s+"
-             r"(?:the\s+)?(?:serosa\w*|subserosa\w*)", "ill_defined", confidence=0.75),
-        rule(rf"\b{_SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
-             rf"{_FAT_BLURRED}\b|\b(?:stranding|streaky)\b[^.;]{{0,25}}?\b{_SURROUNDING_FAT}|"
-             rf"\b{_SURROUNDING_FAT}\s+(?:stranding|infiltration)\b", "ill_defined", confidence=0.7),
-    ),
-}
+FAT_BLURRED = r"(?:blurred|blurry|hazy|fuzzy|indistinct|unclear|obscured|infiltrated|stranded|streaky|turbid|cloudy)"
 
 # --- relationship -------------------------------------------------------------------------------------------------
 # An unclear interface with the lesion's own parenchyma is a surface statement; with anything else it is a
@@ -228,9 +188,9 @@ RELATIONSHIP = (
     # ... but growth into the lesion's own wall layers is depth, not a neighbour (see SURFACE_BY_ORGAN for the
     # serosa), and blurred surrounding fat names no organ: neither is a relationship statement.
     block(rf"\b(?:invad\w*|invasion of|infiltrat\w*|involv\w*|penetrat\w*|extend\w*)\s+(?:into\s+|through\s+|"
-          rf"beyond\s+)?(?:the\s+)?{_WALL_LAYER}"),
-    block(rf"\b{_SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
-          rf"{_FAT_BLURRED}\b"),
+          rf"beyond\s+)?(?:the\s+)?{WALL_LAYER}"),
+    block(rf"\b{SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
+          rf"{FAT_BLURRED}\b"),
     rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
          "not_close", negated="close_unclear_boundary"),
@@ -246,12 +206,13 @@ RELATIONSHIP = (
     rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
          rf"\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
     rule(r"\b(?:abut(?:s|ting)?|adherent to|adheres to|in (?:close )?contact with|pleura[l]?[- ]based|"
-         r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign))\b", "close_unclear_boundary",
-         confidence=0.75, negated="not_close"),
+         r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign))\b",
+         "close_unclear_boundary", confidence=0.75, negated="not_close"),
     # Clean surrounding fat, or a lung nodule surrounded only by lung.
-    rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?\b(?:is|are|appears?|"
-         r"remains?) (?:\w+ )?(?:clear|clean|preserved|intact|normal|unremarkable)\b|\bsurrounded by (?:normal |aerated )?"
-         r"(?:lung|pulmonary parenchyma)\b", "not_close", confidence=0.85, negated="close_unclear_boundary"),
+    rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?"
+         r"\b(?:is|are|appears?|remains?) (?:\w+ )?(?:clear|clean|preserved|intact|normal|unremarkable)\b|"
+         r"\bsurrounded by (?:normal |aerated )?(?:lung|pulmonary parenchyma)\b", "not_close", confidence=0.85,
+         negated="close_unclear_boundary"),
 )
 
 # --- specific features (multi-valued) ---------------------------------------------------------------------------
@@ -274,69 +235,6 @@ SPECIFIC_FEATURES = (
     rule(r"\bhydronephrosis\b|\bdilat\w* of the (?:left |right )?renal pelvis\b|\brenal pelvis (?:is |was )?dilated\b|"
          r"\bpelvicalyceal (?:system )?dilat\w*|\bpelvicaliectasis\b", "hydronephrosis"),
 )
-
-# --- location, per organ group ------------------------------------------------------------------------------------
-
-
-def _lung_rules() -> Tuple[Rule, ...]:
-    """Each of the five lobes in its usual phrasings: "right upper lobe", "upper lobe of the right lung",
-    "right lung upper lobe", and the abbreviation (RUL); the lingula belongs to the left upper lobe."""
-    lobes = (("left", "upper", "LUL"), ("left", "lower", "LLL"), ("right", "upper", "RUL"),
-             ("right", "middle", "RML"), ("right", "lower", "RLL"))
-    out = []
-    for side, level, abbreviation in lobes:
-        key = f"lung_{side}_{level}_lobe"
-        out.append(rule(rf"\b{side} {level} lobe\b|\b{level} lobe of (?:the )?{side} lung\b|"
-                        rf"\b{side} lung(?:'s|,)? {level} lobe\b|\b{abbreviation}\b", key))
-        # "right upper lung (field)": a zone, not quite the lobe
-        out.append(rule(rf"\b{side} {level} lung(?: field| zone)?\b", key, confidence=0.8))
-    out.append(rule(r"\blingula(?:r)?\b", "lung_left_upper_lobe", confidence=0.85))
-    out.append(rule(r"\bmiddle lobe\b", "lung_right_middle_lobe", confidence=0.9))   # only the right lung has one
-    return tuple(out)
-
-
-LOCATION: Dict[str, Tuple[Rule, ...]] = {
-    "kidney": (
-        rule(r"\bleft (?:kidney|renal)\b|\bkidney,? left\b", "left_kidney"),
-        rule(r"\bright (?:kidney|renal)\b|\bkidney,? right\b", "right_kidney"),
-        rule(r"\b(?:both|bilateral) (?:kidneys|renal)\b|\bkidneys bilaterally\b", "left_kidney", "right_kidney"),
-    ),
-    "liver": (
-        rule(r"\bright (?:hepatic |liver )?lobe(?: of the liver)?\b|\bright liver\b|\bright hepatic\b",
-             "liver_right_lobe"),
-        rule(r"\bleft (?:hepatic |liver )?lobe(?: of the liver)?\b|\bleft liver\b|\bleft hepatic\b", "liver_left_lobe"),
-        # Couinaud segments: II-IV form the functional left liver, V-VIII the right.
-        rule(r"\b(?:segments? ?|S)(?:IV[ab]?|III|II|[234])\b", "liver_left_lobe", confidence=0.8),
-        rule(r"\bleft (?:lateral|medial) (?:segments?|sections?|sectors?)\b", "liver_left_lobe", confidence=0.9),
-        rule(r"\bright (?:anterior|posterior) (?:segments?|sections?|sectors?)\b", "liver_right_lobe", confidence=0.9),
-        rule(r"\b(?:segments? ?|S)(?:VIII|VII|VI|V|[5-8])\b", "liver_right_lobe", confidence=0.8),
-        rule(r"\b(?:intrahepatic|hepatic) vessels?\b|\balong the (?:portal|hepatic) veins?\b", "hepatic_vessels",
-             confidence=0.8),
-    ),
-    "pancreas": (
-        rule(r"\b(?:pancreatic )?head(?: of the pancreas)?\b|\buncinate(?: process)?\b", "pancreas_head"),
-        rule(r"\b(?:pancreatic )?body(?: of the pancreas)?\b", "pancreas_body"),
-        rule(r"\b(?:pancreatic )?neck(?: of the pancreas)?\b", "pancreas_body", confidence=0.8),
-        rule(r"\b(?:pancreatic )?tail(?: of the pancreas)?\b", "pancreas_tail"),
-    ),
-    "colon": (
-        rule(r"\bascending colon\b", "colon_ascending"),
-        rule(r"\b(?:c(?:a)?ecum|c(?:a)?ecal|ileoc(?:a)?ecal)\b", "colon_ascending", confidence=0.75),
-        rule(r"\bhepatic flexure\b", "colon_ascending", confidence=0.6),
-        rule(r"\btransverse colon\b", "colon_transverse"),
-        rule(r"\bdescending colon\b", "colon_descending"),
-        rule(r"\bsplenic flexure\b", "colon_descending", confidence=0.6),
-        rule(r"\bsigmoid(?: colon)?\b", "colon_sigmoid"),
-        rule(r"\brectosigmoid\b", "colon_sigmoid", confidence=0.6),
-        rule(r"\brect(?:um|al)\b", "rectum"),
-    ),
-    "lung": _lung_rules(),
-    "gallbladder": (
-        rule(r"\bgallbladder (?:(?:fundus|fundal|neck|body) )?wall\b|\bwall of the gallbladder\b", "gallbladder_wall"),
-        rule(r"\bgallbladder(?: lumen)?\b", "gallbladder_lumen", confidence=0.8),
-    ),
-    "spleen": (rule(r"\b(?:spleen|splenic)\b", "spleen"),),
-}
 
 # --- negation and hedges ------------------------------------------------------------------------------------------
 # A cue negates the phrases after it up to the end of its clause ("No pancreatic ductal dilatation is observed").
