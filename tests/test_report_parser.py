@@ -579,6 +579,9 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
     assert support(text, "relationship", ("1",)) == "supports"   # silent, and "not close" is the convention
     assert support(text, "relationship", ("2",)) == "silent"
     assert parser.stated_values(text, "density", "kidney") == ("hypodense", "hyperdense")
+    # a ground-glass and a solid statement in one sentence state the lung's mixed category, for the ceiling too
+    lung = "A solid nodule with a ground-glass halo."
+    assert "mixed_ground_glass_solid" in parser.stated_values(lung, "density", "lung")
 
 
 @pytest.mark.parametrize("name", ["report_paraphrases.tsv", "report_paraphrases_holdout.tsv"])

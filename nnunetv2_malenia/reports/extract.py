@@ -316,9 +316,11 @@ class ReportParser:
         say X at all?": the parser benchmark uses it to tell a code the text contradicts from a parser miss."""
         group, location_rules = self._organ(organ)
         rules = {"location": lambda g: location_rules, "density": _density_rules, "shape": _shape_rules,
-                 "surface": _surface_rules}.get(
-            aspect, lambda g: _ASPECT_RULES[aspect])
-        return tuple(dict.fromkeys(v for m in _find(text, aspect, rules(group)) if not m.negated for v in m.values))
+                 "surface": _surface_rules}.get(aspect, lambda g: _ASPECT_RULES[aspect])
+        live = [m for m in _find(text, aspect, rules(group)) if not m.negated]
+        if aspect == "density" and group == "lung":
+            live += _lung_mixed(live, _sentence_spans(text))      # ground glass + solid in one sentence state "mixed"
+        return tuple(dict.fromkeys(v for m in live for v in m.values))
 
     # --- aspect choosers ---------------------------------------------------------------------------------------
 
