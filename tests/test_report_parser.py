@@ -86,6 +86,15 @@ def test_density_relative_to_the_named_reference(text, key):
     assert values(text, "density", "liver") == (key,)
 
 
+@pytest.mark.parametrize("text,key", [
+    ("The thickened wall is slightly lower than the adjacent bowel wall.", "hypodense"),
+    ("Its brightness is higher than the surrounding bowel wall.", "hyperdense"),     # the sheets' word, 亮度
+    ("The mass is similar to the normal colonic wall on the venous phase.", "isodense"),
+])
+def test_comparison_anchored_on_the_named_reference_tissue(text, key):
+    assert values(text, "density", "colon") == (key,)
+
+
 def test_soft_tissue_density_is_isodense_only_against_a_wall():
     text = "A soft-tissue density mass."
     assert values(text, "density", "colon") == ("isodense",)          # reference: bowel wall, itself soft tissue

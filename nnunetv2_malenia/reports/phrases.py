@@ -102,7 +102,14 @@ _HYPER = (r"(?:hyper[- ]?dens(?:e|ity)|hyper[- ]?attenuat(?:ing|ion)|high(?:er)?
 # Comparisons with whatever reference the report names ("lower density than the adjacent bowel wall", "attenuation
 # similar to that of the normal liver", "denser than the spleen"): the direction is the value. Reports compare with
 # the organ's own reference tissue (parenchyma, bowel wall), which is what the codes are relative to.
-_DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating)"
+# The spreadsheet's own word is brightness (亮度), which translated reports keep.
+_DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
+# Reference tissues a report compares with; naming one anchors a comparison without a density word ("slightly lower
+# than the adjacent bowel wall", "similar to the normal liver parenchyma").
+REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|background|"
+                    r"remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|gastric|"
+                    r"gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|liver|"
+                    r"kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue)\b")
 _LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
          rf"{_DENS}\s+(?:is\s+)?(?:lower|less) than)"
 _SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}|{_DENS}\s+(?:is\s+)?" \
@@ -111,6 +118,7 @@ _SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}
 _HIGHER = rf"(?:(?:higher|greater|increased|slightly higher)\s+(?:in\s+)?{_DENS}|denser|more (?:dense|attenuating)|" \
           rf"{_DENS}\s+(?:is\s+)?(?:higher|greater) than)"
 _WATER = r"(?:(?:fluid|water|cystic)[- ](?:like )?(?:density|attenuation)|fluid[- ]attenuation|water[- ]like)"
+_SLIGHTLY = r"(?:(?:slightly|mildly|markedly|significantly|much|somewhat)\s+)?"
 DENSITY = (
     rule(rf"\b{_HYPO}\b", "hypodense"),
     rule(rf"\b{_ISO}\b", "isodense"),
@@ -119,6 +127,9 @@ DENSITY = (
     rule(rf"\b{_LOWER}\b", "hypodense", confidence=0.9),
     rule(rf"\b{_SIMILAR}\b", "isodense", confidence=0.9),
     rule(rf"\b{_HIGHER}\b", "hyperdense", confidence=0.9),
+    rule(rf"\b{_SLIGHTLY}(?:lower|less|darker)\s+than\s+{REFERENCE_TISSUE}", "hypodense", confidence=0.85),
+    rule(rf"\b(?:similar|equal|comparable|identical)\s+(?:to|with)\s+{REFERENCE_TISSUE}", "isodense", confidence=0.85),
+    rule(rf"\b{_SLIGHTLY}(?:higher|greater|brighter)\s+than\s+{REFERENCE_TISSUE}", "hyperdense", confidence=0.85),
     # Fluid is darker than every parenchyma and every bowel wall on CT ("similar to water" included); "higher than
     # water" says a cyst is complex, not how it compares with the parenchyma.
     rule(rf"\b{_WATER}\b|\b{_SIMILAR}\s+(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b", "hypodense", confidence=0.8),
