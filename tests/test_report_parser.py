@@ -44,7 +44,8 @@ def test_surface_synonyms(phrase, key):
 
 @pytest.mark.parametrize("phrase,key", [
     ("heterogeneous", "heterogeneous"), ("uneven", "heterogeneous"), ("mixed density", "heterogeneous"),
-    ("inhomogeneous", "heterogeneous"), ("non-homogeneous", "heterogeneous"), ("homogeneous", "homogeneous")])
+    ("inhomogeneous", "heterogeneous"), ("non-homogeneous", "heterogeneous"), ("homogeneous", "homogeneous"),
+    ("homogenous", "homogeneous"), ("heterogenous", "heterogeneous"), ("inhomogenous", "heterogeneous")])
 def test_density_variation_synonyms(phrase, key):
     assert values(f"A lesion with {phrase} internal attenuation.", "density_variation") == (key,)
 

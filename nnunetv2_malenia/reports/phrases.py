@@ -142,10 +142,11 @@ DENSITY = (
 _NOT_THICKENING = rf"(?![\s,]+(?:[\w-]+\s+){{0,2}}?thicken|\s+(?:{EDGE}|surface|lumen)\b)"
 _EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating|enhancing)"
 DENSITY_VARIATION = (
-    rule(rf"\b(?:heterogeneous(?:ly)?|heterogeneity|inhomogeneous(?:ly)?|inhomogeneity|non[- ]?homogeneous|"
+    # "homogenous" / "heterogenous": the common spellings without the second e are accepted
+    rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
          rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed (?:density|attenuation))\b{_NOT_THICKENING}",
          "heterogeneous"),
-    rule(rf"\b(?:homogeneous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
+    rule(rf"\b(?:homogene?ous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
          "homogeneous", negated="heterogeneous"),
     # "the attenuation of the lesion is even", "its density appears uneven"
     rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b",
