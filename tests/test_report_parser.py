@@ -146,6 +146,10 @@ def test_uneven_wall_thickening_is_shape_not_density_variation():
     ("The outer margin of the thickened bowel wall is blurred.", "ill_defined"),
     ("The lesion is sharply demarcated.", "well_defined"),
     ("The mass is poorly marginated.", "ill_defined"),
+    ("A mass, boundary not clear.", "ill_defined"),                  # no verb, as notes write it
+    ("A mass with margins unclear.", "ill_defined"),
+    ("A cyst, boundary clear.", "well_defined"),
+    ("The outer membrane of the rectal wall is rough.", "ill_defined"),
 ])
 def test_surface_of_hollow_and_solid_organs(text, key):
     assert values(text, "surface", "colon") == (key,)

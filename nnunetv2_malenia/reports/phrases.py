@@ -31,12 +31,13 @@ def block(pattern: str) -> Rule:
 
 # --- shared word classes -------------------------------------------------------------------------------------------
 ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|poorly[- ]demarcated|fuzzy|"
-       r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?)")
+       r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?|"
+       r"coarse|hairy)")
 WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- ]defined|clear|sharp|smooth|distinct|"
         r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined)")
 # The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
 EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface|serosa|"
-        r"serosal (?:surface|layer|side)|outer (?:surface|wall))")
+        r"serosal (?:surface|layer|side)|outer (?:surface|wall|membrane|layer)|adventitia)")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
 # "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
 FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
@@ -163,6 +164,9 @@ SURFACE = (
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "ill_defined"),
     rule(rf"\b{WELL}\s+(?:[\w-]+\s+){{0,2}}?{EDGE}\b", "well_defined", negated="ill_defined"),
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined", negated="ill_defined"),
+    # without a verb, as notes and translated reports write it: "margins unclear", "boundary not clear"
+    rule(rf"\b{EDGE}\s+{ILL}\b", "ill_defined", confidence=0.9),
+    rule(rf"\b{EDGE}\s+(?:not\s+)?{WELL}\b", "well_defined", confidence=0.9, negated="ill_defined"),
     rule(rf"\b(?:irregular|uneven)\s+{EDGE}\b|\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:irregular|uneven)\b",
          "ill_defined", confidence=0.75),
     rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky)\b", "spiculated"),
