@@ -63,6 +63,7 @@ def test_enhancement_non_contrast_is_not_read_as_contrast():
     ("CT (plain scan): a nodule.", "non_contrast"),
     ("Enhanced CT of the abdomen: a mass.", "contrast_enhanced"),
     ("CT chest with intravenous contrast: a mass.", "contrast_enhanced"),
+    ("Contrast CT: a cyst.", "contrast_enhanced"),
     ("The mass shows heterogeneous enhancement.", "contrast_enhanced"),
     # the lesion does not enhance, but the study was a contrast study
     ("A cyst that shows no enhancement after contrast administration.", "contrast_enhanced"),
@@ -162,6 +163,11 @@ def test_surface_of_hollow_and_solid_organs(text, key):
     ("The mass abuts the pleura with pleural indentation.", "close_unclear_boundary"),
     ("The nodule does not abut the pleura.", "not_close"),
     ("The surrounding fat space is clear.", "not_close"),
+    ("Surrounding fat planes intact.", "not_close"),                  # no verb
+    ("The fat space between the lesion and the vagina is not visible.", "close_unclear_boundary"),
+    ("No contact with the pleura.", "not_close"),
+    ("The nodule is separate from the pleura.", "not_close"),
+    ("The mass cannot be separated from the bladder.", "close_unclear_boundary"),
 ])
 def test_relationship_wordings(text, key):
     assert values(text, "relationship", "colon", coding_defaults=False) == (key,)

@@ -32,7 +32,7 @@ def block(pattern: str) -> Rule:
 # --- shared word classes -------------------------------------------------------------------------------------------
 ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|poorly[- ]demarcated|fuzzy|"
        r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?|"
-       r"coarse|hairy)")
+       r"coarse|hairy|poorly (?:seen|visuali[sz]ed))")
 WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- ]defined|clear|sharp|smooth|distinct|"
         r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined)")
 # The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
@@ -69,6 +69,7 @@ ENHANCEMENT = (
          r"\bno (?:(?:intravenous|IV) )?contrast (?:was |were )?(?:given|administered|used)\b", ("non_contrast",),
          0.95, ("non_contrast",)),
     rule(rf"{_NOT_NEGATED_ENH}\b(?:contrast[- ]enhanced|post[- ]?contrast|CECT|CTA)\b|"
+         rf"(?<!non-)(?<!non )\bcontrast\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
          rf"{_NOT_NEGATED_ENH}\benhanced\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
          r"\b(?:with|after|following|post) (?:the )?(?:(?:intravenous|IV|i\.v\.) )?(?:administration of )?contrast\b",
          "contrast_enhanced"),
@@ -107,10 +108,10 @@ _HYPER = (r"(?:hyper[- ]?dens(?:e|ity)|hyper[- ]?attenuat(?:ing|ion)|high(?:er)?
 _DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
 # Reference tissues a report compares with; naming one anchors a comparison without a density word ("slightly lower
 # than the adjacent bowel wall", "similar to the normal liver parenchyma").
-REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|background|"
-                    r"remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|gastric|"
-                    r"gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|liver|"
-                    r"kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue)\b")
+REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|"
+                    r"background|remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|"
+                    r"gastric|gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
+                    r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue)\b")
 _LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
          rf"{_DENS}\s+(?:is\s+)?(?:lower|less) than)"
 _SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}|{_DENS}\s+(?:is\s+)?" \
@@ -173,7 +174,7 @@ SURFACE = (
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
     # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
-    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined)\b", "well_defined",
+    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined|circumscribed)\b", "well_defined",
          confidence=0.85, negated="ill_defined"),
     rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
          confidence=0.85),
@@ -207,10 +208,13 @@ RELATIONSHIP = (
           rf"beyond\s+)?(?:the\s+)?{WALL_LAYER}"),
     block(rf"\b{SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
           rf"{FAT_BLURRED}\b"),
+    # A preserved fat plane, with or without a verb ("fat planes intact"), or a visible one: "fat space ... not
+    # visible" is its negation, a lost plane.
     rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
-         rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
+         rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:(?:is|are|remains?|appears?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|"
+         rf"intact|maintained|visible|seen|identified|present)\b",
          "not_close", negated="close_unclear_boundary"),
-    rule(r"\bseparated from (?:the )?(?:adjacent|surrounding)\b", "not_close", confidence=0.85),
+    rule(r"\bseparated?\s+from\b", "not_close", confidence=0.85, negated="close_unclear_boundary"),
     # A lost fat plane, an inseparable neighbour, an unclear interface "between the lesion and <not parenchyma>".
     rule(rf"\b(?:loss|obliteration|effacement|disappearance) of (?:the )?(?:\w+ )?{FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
@@ -221,12 +225,12 @@ RELATIONSHIP = (
          negated="not_close"),
     rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
          rf"\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
-    rule(r"\b(?:abut(?:s|ting)?|adherent to|adheres to|in (?:close )?contact with|pleura[l]?[- ]based|"
+    rule(r"\b(?:abut(?:s|ting)?|adherent to|adheres to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
          r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign))\b",
          "close_unclear_boundary", confidence=0.75, negated="not_close"),
     # Clean surrounding fat, or a lung nodule surrounded only by lung.
     rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?"
-         r"\b(?:is|are|appears?|remains?) (?:\w+ )?(?:clear|clean|preserved|intact|normal|unremarkable)\b|"
+         r"\b(?:(?:is|are|appears?|remains?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|intact|normal|unremarkable)\b|"
          r"\bsurrounded by (?:normal |aerated )?(?:lung|pulmonary parenchyma)\b", "not_close", confidence=0.85,
          negated="close_unclear_boundary"),
 )
