@@ -493,6 +493,23 @@ def test_cli_dataset_mismatch_exits_2_and_writes_nothing(nnunet_raw, tmp_path, c
     assert "no foreground label 'kidney cyst'" in err
 
 
+def test_cli_attributes_file_created_and_organ_only_label_refused(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "liver_3.txt").write_text("Non-contrast CT: a round hypodense lesion in the right hepatic lobe.",
+                                         encoding="utf-8")
+    target = tmp_path / "malenia_attributes.json"
+    main(["-i", str(reports), "--disease", "liver cyst", "--attributes", str(target)])
+    created = json.loads(target.read_text(encoding="utf-8"))
+    assert created["labels"] == {"liver cyst": {"disease": "liver cyst"}}
+    assert created["cases"]["liver_3"]["liver cyst"]["location"] == "liver_right_lobe"
+    other = tmp_path / "other.json"
+    with pytest.raises(SystemExit) as e:
+        main(["-i", str(reports), "--organ", "liver", "--attributes", str(other)])
+    assert e.value.code == 2 and not other.exists()
+    assert f"{other}: labels.liver: label not described in the attribute file" in capsys.readouterr().err
+
+
 def _user_table(tmp_path, vocabulary):
     table = {"format_version": 1, "diseases": {"stomach tumor": {
         "organ": "stomach",
