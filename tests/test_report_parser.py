@@ -109,6 +109,7 @@ def test_soft_tissue_density_is_isodense_only_against_a_wall():
     ("A solid nodule surrounded by a ground-glass halo.", "mixed_ground_glass_solid"),
     ("A ground-glass nodule with a central solid component.", "mixed_ground_glass_solid"),
     ("A partially solid nodule.", "mixed_ground_glass_solid"),
+    ("A mixed ground-glass nodule with vacuole sign.", "mixed_ground_glass_solid"),
     ("A pure ground-glass nodule without a solid component.", "ground_glass"),
     ("A solid nodule.", "soft_tissue"),
 ])

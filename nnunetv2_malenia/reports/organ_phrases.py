@@ -32,13 +32,15 @@ DENSITY: Dict[str, Tuple[Rule, ...]] = {
     "*": DENSITY_GENERIC,
     "colon": DENSITY_GENERIC + _SOFT_TISSUE_IS_ISO,
     "gallbladder": DENSITY_GENERIC + _SOFT_TISSUE_IS_ISO,
-    # Lung: categories relative to soft tissue. A lesion stated with both a ground-glass and a solid part is
+    # Lung: categories relative to soft tissue; "mixed ground-glass nodule" is longer than its "ground-glass nodule",
+    # so it wins the overlap. A lesion stated with both a ground-glass and a solid part is
     # "mixed" (code 4) when both are in one sentence; ``extract._lung_mixed`` combines them.
     "lung": (
         rule(r"\b(?:pure )?ground[- ]glass(?: opacit(?:y|ies)| density| nodules?| attenuation)?\b|\bGGO?s?\b|"
              r"\bGGNs?\b|\bnon[- ]?solid\b", "ground_glass"),
         rule(r"\b(?:part[- ]solid|partially solid|partly solid|sub[- ]?solid|semi[- ]?solid|"
-             r"mixed ground[- ]glass(?: and solid)?|mixed density|mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
+             r"mixed ground[- ]glass(?: and solid)?(?: opacit(?:y|ies)| density| nodules?| attenuation)?|"
+             r"mixed density|mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
         rule(r"\b(?:soft[- ]tissue(?: (?:density|attenuation))?|solid|consolidat\w*)\b", "soft_tissue"),
         rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense|markedly hyperdense)\b|"
              r"\b(?:brighter|denser) than (?:the )?(?:adjacent |surrounding )?(?:soft tissue|muscle)\b", "hyperdense",
