@@ -110,6 +110,7 @@ def test_soft_tissue_density_is_isodense_only_against_a_wall():
     ("A ground-glass nodule with a central solid component.", "mixed_ground_glass_solid"),
     ("A partially solid nodule.", "mixed_ground_glass_solid"),
     ("A mixed ground-glass nodule with vacuole sign.", "mixed_ground_glass_solid"),
+    ("An irregularly-shaped mixed-density nodule.", "mixed_ground_glass_solid"),
     ("A pure ground-glass nodule without a solid component.", "ground_glass"),
     ("A solid nodule.", "soft_tissue"),
 ])
@@ -193,6 +194,11 @@ def test_blurred_fat_names_no_neighbour_in_solid_organs_either():
 def test_unclear_margin_with_own_parenchyma_stays_surface():
     r = parse_report("The boundary with the renal parenchyma is unclear.", "kidney", coding_defaults=False)
     assert r.aspects["surface"].values == ("ill_defined",) and r.aspects["relationship"].status == MISSING
+
+
+def test_hyphenated_and_adverb_forms_of_irregular():
+    assert values("An irregularly-shaped lesion.", "shape") == ("irregular",)
+    assert values("The lesion is irregularly shaped.", "shape") == ("irregular",)
 
 
 def test_lung_cavitation_is_irregular_even_when_round():

@@ -40,7 +40,7 @@ DENSITY: Dict[str, Tuple[Rule, ...]] = {
              r"\bGGNs?\b|\bnon[- ]?solid\b", "ground_glass"),
         rule(r"\b(?:part[- ]solid|partially solid|partly solid|sub[- ]?solid|semi[- ]?solid|"
              r"mixed ground[- ]glass(?: and solid)?(?: opacit(?:y|ies)| density| nodules?| attenuation)?|"
-             r"mixed density|mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
+             r"mixed[- ]density|mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
         rule(r"\b(?:soft[- ]tissue(?: (?:density|attenuation))?|solid|consolidat\w*)\b", "soft_tissue"),
         rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense|markedly hyperdense)\b|"
              r"\b(?:brighter|denser) than (?:the )?(?:adjacent |surrounding )?(?:soft tissue|muscle)\b", "hyperdense",

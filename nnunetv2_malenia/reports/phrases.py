@@ -84,7 +84,7 @@ ENHANCEMENT = (
 SHAPE = (
     rule(r"\b(?:round[- ]like|round(?:ed|ish)?|oval|ovoid|spherical|circular|quasi[- ]round|nodular)\b", "round_like"),
     # "irregular margins" is a surface statement, not a shape.
-    rule(rf"\birregular(?:ly shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
+    rule(rf"\birregular(?:ly)?(?:[- ]shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
     rule(r"\b(?:lobulated|lobular|lobulations?)\b", "lobulated"),
     rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b", "irregular",
          confidence=0.8),
@@ -146,7 +146,7 @@ _EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating
 DENSITY_VARIATION = (
     # "homogenous" / "heterogenous": the common spellings without the second e are accepted
     rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
-         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed (?:density|attenuation))\b{_NOT_THICKENING}",
+         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:density|attenuation))\b{_NOT_THICKENING}",
          "heterogeneous"),
     rule(rf"\b(?:homogene?ous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
          "homogeneous", negated="heterogeneous"),
