@@ -11,12 +11,11 @@ case folder) or ``1`` (a row number) cannot tell cases apart.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, List, Mapping, Optional, Tuple
 
-from nnunetv2_malenia.attributes.import_annotations import default_case_id
+from nnunetv2_malenia.attributes.import_annotations import default_case_id, read_annotation_workbook
 from nnunetv2_malenia.attributes.knowledge_table import KnowledgeTable, load_knowledge_table
 from nnunetv2_malenia.attributes.schema import Vocabulary, load_vocabulary
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, raise_if_problems
@@ -153,12 +152,6 @@ def read_workbook_reports(path: Path, vocab: Optional[Vocabulary] = None, lookup
     Uses the spreadsheet importer (``nnunetv2_malenia.attributes.import_annotations``); its problems (bad codes) are
     returned, not raised, because the report text of such rows can still be parsed. Rows whose id names no case
     (``Example 1``, ``imaging.nii``, ``1``) are skipped with a problem, as the importer skips them."""
-    try:
-        from nnunetv2_malenia.attributes.import_annotations import read_annotation_workbook
-    except ImportError:
-        raise MaleniaInputError(Problem(str(path), "", "reading the annotation spreadsheet needs "
-                                        "nnunetv2_malenia.attributes.import_annotations, which this install lacks; "
-                                        "export the reports as CSV instead")) from None
     rows, problems = read_annotation_workbook(path, vocabulary=vocab)
     problems = list(problems)
     out = []
