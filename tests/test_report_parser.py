@@ -550,6 +550,21 @@ def test_cli_knowledge_table_user_disease_and_organ_vocabulary(nnunet_raw, tmp_p
     assert case["surface"] == "ill_defined"
 
 
+def test_cli_uses_the_knowledge_table_the_attribute_file_names(nnunet_raw, tmp_path):
+    from conftest import make_raw_dataset
+
+    table = _user_table(tmp_path, {"like": "colon", "location": {"located in the gastric antrum": [r"\bantral\b"]}})
+    folder = make_raw_dataset(nnunet_raw / "Dataset504_Sto", {"stomach tumor": 1}, ["stomach_002"],
+                              {"format_version": 1, "knowledge_table": str(table),
+                               "labels": {"stomach tumor": {"disease": "stomach tumor"}}})
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "stomach_002.txt").write_text("An antral mass of soft-tissue density.", encoding="utf-8")
+    main(["-i", str(reports), "--disease", "stomach tumor", "-d", "504"])     # no --knowledge-table needed
+    case = json.loads((folder / "malenia_attributes.json").read_text(encoding="utf-8"))["cases"]["stomach_002"]
+    assert case["stomach tumor"] == {"location": "located in the gastric antrum", "density": "isodense"}
+
+
 def test_unknown_organ_reads_no_other_organs_locations():
     assert values("A mass in the gastric body.", "location", "stomach", coding_defaults=False) == ()
     assert values("A mass in the pancreatic body.", "location", "pancreas") == ("pancreas_body",)

@@ -112,6 +112,21 @@ def check_against_dataset(cases: Mapping[str, Mapping[str, object]], where: Mapp
         raise MaleniaInputError(list(dict.fromkeys(problems)))
 
 
+def referenced_table(path: Optional[Path]) -> List[Path]:
+    """The knowledge table an existing attribute file names (``knowledge_table``, relative to the file), as a list of
+    zero or one path; a named table that does not exist is an error naming the file and field."""
+    existing = existing_attribute_file(path) if path is not None else None
+    name = existing.get("knowledge_table") if isinstance(existing, dict) else None
+    if name is None:
+        return []
+    if not isinstance(name, str) or not name.strip():
+        raise MaleniaInputError(Problem(str(path), "knowledge_table", f"must be a file name, got {name!r}"))
+    table = Path(name) if Path(name).is_absolute() else path.parent / name
+    if not table.is_file():
+        raise MaleniaInputError(Problem(str(path), "knowledge_table", f"file not found: {table}"))
+    return [table]
+
+
 def existing_attribute_file(path: Path) -> Optional[dict]:
     return read_json(path, "dataset attribute file") if path.is_file() else None
 

@@ -164,10 +164,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     added: List[str] = []
     try:
         vocab = load_vocabulary()
-        table = load_knowledge_table(args.knowledge_table, vocabulary=vocab)
-        organ_vocabularies = load_organ_vocabularies(args.knowledge_table, vocab)
-        lookup = Lookup(vocab, table, tuple(organ_vocabularies),
-                        read_id_mapping(args.id_mapping) if args.id_mapping else None)
         target = args.attributes
         dataset_json, case_ids, labels = None, None, None
         if args.dataset:
@@ -175,12 +171,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             target = target or default_target
         elif target is not None:
             dataset_json = target.parent / "dataset.json"
+        # the table the attribute file already names comes first, so its diseases need no --knowledge-table again
+        tables = attribute_file.referenced_table(target) + list(args.knowledge_table)
+        table = load_knowledge_table(tables, vocabulary=vocab)
+        organ_vocabularies = load_organ_vocabularies(tables, vocab)
+        lookup = Lookup(vocab, table, tuple(organ_vocabularies),
+                        read_id_mapping(args.id_mapping) if args.id_mapping else None)
         reports = _inputs(args, vocab, lookup)
         result = parse_inputs(reports, args.label, coding_defaults=not args.no_defaults, progress=True,
                               organ_vocabularies=organ_vocabularies)
         if target is not None:
-            added = write_attributes(result, target, dataset_json, case_ids, labels, table, args.knowledge_table,
-                                     vocab)
+            added = write_attributes(result, target, dataset_json, case_ids, labels, table, tables, vocab)
         if args.output:
             write_json_atomic(result, args.output)
     except MaleniaInputError as e:
