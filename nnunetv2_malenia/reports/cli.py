@@ -47,7 +47,8 @@ against imagesTr and dataset.json first. Nothing is written if anything is wrong
 
 User diseases: --knowledge-table FILE adds diseases (same format as attribute_tables/knowledge_table.json); an entry
 may carry "report_vocabulary": {"like": "<known organ group>", "location": {"<value>": ["<regex>", ...]}} for an
-organ the parser does not know (see nnunetv2_malenia/reports/organ_vocabulary.py)."""
+organ the parser does not know (see nnunetv2_malenia/reports/organ_vocabulary.py). With -d/--attributes, the table
+the attribute file already names is loaded first. Walk-through: docs/report_parser.md."""
 
 
 def _inputs(args, vocab, lookup: Lookup) -> List[ReportInput]:
