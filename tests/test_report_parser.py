@@ -97,6 +97,11 @@ def test_comparison_anchored_on_the_named_reference_tissue(text, key):
     assert values(text, "density", "colon") == (key,)
 
 
+def test_stated_density_outweighs_the_soft_tissue_inference():
+    text = "An irregular soft-tissue mass, slightly hypodense compared with the bowel wall."
+    assert values(text, "density", "colon") == ("hypodense",)
+
+
 def test_soft_tissue_density_is_isodense_only_against_a_wall():
     text = "A soft-tissue density mass."
     assert values(text, "density", "colon") == ("isodense",)          # reference: bowel wall, itself soft tissue
@@ -170,9 +175,13 @@ def test_surface_of_hollow_and_solid_organs(text, key):
     ("No contact with the pleura.", "not_close"),
     ("The nodule is separate from the pleura.", "not_close"),
     ("The mass cannot be separated from the bladder.", "close_unclear_boundary"),
+    ("The nodule is not adjacent to the pleura.", "not_close"),
+    ("A nodule with no relationship to the pleura.", "not_close"),
+    ("The mass is adjacent to the bladder.", None),                     # says nothing about the boundary
+    ("The mass invades the bladder; no lymph nodes adjacent to it.", "close_unclear_boundary"),
 ])
 def test_relationship_wordings(text, key):
-    assert values(text, "relationship", "colon", coding_defaults=False) == (key,)
+    assert values(text, "relationship", "colon", coding_defaults=False) == ((key,) if key else ())
 
 
 @pytest.mark.parametrize("text,surface,relationship", [
@@ -644,14 +653,15 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
 
 
 @pytest.mark.parametrize("name", ["report_paraphrases.tsv", "report_paraphrases_holdout.tsv",
-                                  "report_paraphrases_holdout2.tsv"])
+                                  "report_paraphrases_holdout2.tsv", "report_paraphrases_holdout3.tsv"])
 def test_paraphrase_sets_floor(name):
     """Regression floor on the paraphrase sets of all seven organs (measured: 100 % on every aspect, see the
     benchmark's docstring for the held-back set's first measurement)."""
     bench = _load_benchmark()
     vocab = load_vocabulary()
     items = bench.read_paraphrases(REPO / "tests" / "data" / name, vocab)
-    assert {p.organ for p in items} == {"kidney", "liver", "pancreas", "colon", "lung", "gallbladder", "spleen"}
+    organs = {"kidney", "liver", "pancreas", "colon", "lung", "gallbladder", "spleen"}
+    assert {p.organ for p in items} == (organs if "holdout3" not in name else {"colon", "lung", "pancreas"})
     results = bench.evaluate_paraphrases(items, vocab, ReportParser(vocab, coding_defaults=False))
     for aspect, cell in results["all organs"].items():
         assert cell["accuracy"] >= 0.95, (aspect, [w for o, a in results.items() for w in a[aspect]["wrong_rows"]

@@ -174,7 +174,7 @@ def _find(text: str, aspect: str, rules: Sequence[Rule]) -> List[Mention]:
             kept.append((start, end, r))
     out = []
     for start, end, r in sorted(kept, key=lambda x: x[0]):
-        if not r.values:                          # a blocker: claimed its words, states nothing
+        if not r.values and not r.negated_values:     # a blocker: claimed its words, states nothing
             continue
         negated = _is_negated(text, start, end)
         values = r.values
@@ -183,6 +183,8 @@ def _find(text: str, aspect: str, rules: Sequence[Rule]) -> List[Mention]:
                 out.append(Mention(aspect, values, start, end, r.confidence, negated=True))
                 continue
             values = r.negated_values
+        elif not values:                              # a phrase that states something only when negated
+            continue
         factor, hedged = _hedge_factor(text, start)
         out.append(Mention(aspect, values, start, end, r.confidence * factor, False, hedged))
     return out

@@ -27,7 +27,8 @@ SHAPE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
 # --- density -----------------------------------------------------------------------------------------------------
 # Hollow organs: the reference is the wall, itself soft tissue, so a "soft-tissue density" thickening or mass is
 # isodense to it; in a solid organ the phrase says nothing about the parenchyma and is not read.
-_SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", "isodense", confidence=0.8),)
+# An inference, so any stated density ("slightly hypodense compared with the bowel wall") outweighs it.
+_SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", "isodense", confidence=0.55),)
 DENSITY: Dict[str, Tuple[Rule, ...]] = {
     "*": DENSITY_GENERIC,
     "colon": DENSITY_GENERIC + _SOFT_TISSUE_IS_ISO,

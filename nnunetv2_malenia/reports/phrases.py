@@ -23,6 +23,12 @@ def rule(pattern: str, *values: str, confidence: float = 0.95, negated: Optional
     return Rule(pattern, tuple(values), confidence, (negated,) if negated else None)
 
 
+def only_negated(pattern: str, value: str, confidence: float = 0.95) -> Rule:
+    """A phrase that states ``value`` only when negated: "not adjacent to the pleura" is not close, while
+    "adjacent to the pleura" says nothing certain about the boundary."""
+    return Rule(pattern, (), confidence, (value,))
+
+
 def block(pattern: str) -> Rule:
     """A phrase that looks like a statement of the aspect but is not one ("invading the serosa" is no neighbour
     organ): it takes part in the longest-match overlap like any phrase, then states nothing."""
@@ -228,6 +234,9 @@ RELATIONSHIP = (
     rule(r"\b(?:abut(?:s|ting)?|adherent to|adheres to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
          r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign))\b",
          "close_unclear_boundary", confidence=0.75, negated="not_close"),
+    # weaker than any positive statement: "no lymph nodes adjacent to the mass" shares the cue
+    only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b",
+                 "not_close", confidence=0.7),
     # Clean surrounding fat, or a lung nodule surrounded only by lung.
     rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?"
          r"\b(?:(?:is|are|appears?|remains?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|intact|normal|unremarkable)\b|"
