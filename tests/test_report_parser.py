@@ -45,7 +45,8 @@ def test_surface_synonyms(phrase, key):
 @pytest.mark.parametrize("phrase,key", [
     ("heterogeneous", "heterogeneous"), ("uneven", "heterogeneous"), ("mixed density", "heterogeneous"),
     ("inhomogeneous", "heterogeneous"), ("non-homogeneous", "heterogeneous"), ("homogeneous", "homogeneous"),
-    ("homogenous", "homogeneous"), ("heterogenous", "heterogeneous"), ("inhomogenous", "heterogeneous")])
+    ("homogenous", "homogeneous"), ("heterogenous", "heterogeneous"), ("inhomogenous", "heterogeneous"),
+    ("density even,", "homogeneous")])
 def test_density_variation_synonyms(phrase, key):
     assert values(f"A lesion with {phrase} internal attenuation.", "density_variation") == (key,)
 
@@ -64,6 +65,8 @@ def test_enhancement_non_contrast_is_not_read_as_contrast():
     ("Enhanced CT of the abdomen: a mass.", "contrast_enhanced"),
     ("CT chest with intravenous contrast: a mass.", "contrast_enhanced"),
     ("Contrast CT: a cyst.", "contrast_enhanced"),
+    ("Chest CT (no contrast): a mass.", "non_contrast"),
+    ("The cyst shows no contrast enhancement.", "contrast_enhanced"),     # the lesion, on a contrast study
     ("The mass shows heterogeneous enhancement.", "contrast_enhanced"),
     # the lesion does not enhance, but the study was a contrast study
     ("A cyst that shows no enhancement after contrast administration.", "contrast_enhanced"),
@@ -179,6 +182,10 @@ def test_surface_of_hollow_and_solid_organs(text, key):
     ("A nodule with no relationship to the pleura.", "not_close"),
     ("The mass is adjacent to the bladder.", None),                     # says nothing about the boundary
     ("The mass invades the bladder; no lymph nodes adjacent to it.", "close_unclear_boundary"),
+    ("Serosa surface rough, with the left ureter boundary unclear.", "close_unclear_boundary"),   # translated order
+    ("A nodule adhering to the oblique fissure.", "close_unclear_boundary"),
+    ("Adjacent pleura retracted.", "close_unclear_boundary"),
+    ("A round nodule away from the pleura.", "not_close"),
 ])
 def test_relationship_wordings(text, key):
     assert values(text, "relationship", "colon", coding_defaults=False) == ((key,) if key else ())
@@ -653,7 +660,8 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
 
 
 @pytest.mark.parametrize("name", ["report_paraphrases.tsv", "report_paraphrases_holdout.tsv",
-                                  "report_paraphrases_holdout2.tsv", "report_paraphrases_holdout3.tsv"])
+                                  "report_paraphrases_holdout2.tsv", "report_paraphrases_holdout3.tsv",
+                                  "report_paraphrases_holdout4.tsv"])
 def test_paraphrase_sets_floor(name):
     """Regression floor on the paraphrase sets of all seven organs (measured: 100 % on every aspect, see the
     benchmark's docstring for the held-back set's first measurement)."""
@@ -661,7 +669,8 @@ def test_paraphrase_sets_floor(name):
     vocab = load_vocabulary()
     items = bench.read_paraphrases(REPO / "tests" / "data" / name, vocab)
     organs = {"kidney", "liver", "pancreas", "colon", "lung", "gallbladder", "spleen"}
-    assert {p.organ for p in items} == (organs if "holdout3" not in name else {"colon", "lung", "pancreas"})
+    held_out_sheets = "holdout3" in name or "holdout4" in name          # only the held-out sheets' organs
+    assert {p.organ for p in items} == ({"colon", "lung", "pancreas"} if held_out_sheets else organs)
     results = bench.evaluate_paraphrases(items, vocab, ReportParser(vocab, coding_defaults=False))
     for aspect, cell in results["all organs"].items():
         assert cell["accuracy"] >= 0.95, (aspect, [w for o, a in results.items() for w in a[aspect]["wrong_rows"]

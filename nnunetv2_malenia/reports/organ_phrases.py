@@ -58,7 +58,8 @@ SURFACE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
         rule(r"\b(?:invad\w*|invasion of|infiltrat\w*|penetrat\w*|break\w* through|extend\w* (?:through|beyond))\s+"
              r"(?:the\s+)?(?:serosa\w*|subserosa\w*)", "ill_defined", confidence=0.75),
         rule(rf"\b{SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
-             rf"{FAT_BLURRED}\b|\b(?:stranding|streaky)\b[^.;]{{0,25}}?\b{SURROUNDING_FAT}|"
+             rf"{FAT_BLURRED}\b|\b{SURROUNDING_FAT}\s+{FAT_BLURRED}\b|\b(?:stranding|streaky)\b[^.;]{{0,25}}?"
+             rf"\b{SURROUNDING_FAT}|"
              rf"\b{SURROUNDING_FAT}\s+(?:stranding|infiltration)\b", "ill_defined", confidence=0.7),
     ),
 }

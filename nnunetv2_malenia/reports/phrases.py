@@ -43,7 +43,7 @@ WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- 
         r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined)")
 # The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
 EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface|serosa|"
-        r"serosal (?:surface|layer|side)|outer (?:surface|wall|membrane|layer)|adventitia)")
+        r"serosal? (?:surface|layer|side)|outer (?:surface|wall|membrane|layer)|adventitia)")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
 # "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
 FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
@@ -71,9 +71,10 @@ ENHANCEMENT = (
     rule(rf"\bplain(?:[- ]scan|\s+(?:{_BODY}\s+){{0,2}}{_STUDY})\b|\b{_STUDY} \(?plain(?: scan)?\b|\bNCCT\b",
          "non_contrast"),
     # "without" is itself a negation cue; the phrase keeps its meaning when the negation check sees it.
-    Rule(r"\bwithout (?:(?:intravenous|IV|i\.v\.|oral) )?contrast(?: (?:medium|agent|material|administration))?\b|"
-         r"\bno (?:(?:intravenous|IV) )?contrast (?:was |were )?(?:given|administered|used)\b", ("non_contrast",),
-         0.95, ("non_contrast",)),
+    # ... but "no contrast enhancement" / "without contrast uptake" describe the lesion on a contrast study.
+    Rule(r"\b(?:without|no) (?:(?:intravenous|IV|i\.v\.|oral) )?contrast(?: (?:medium|agent|material|administration)|"
+         r" (?:was |were )?(?:given|administered|used))?\b(?![\s-]*(?:enhanc|uptake|extravasat|fill|opacif))",
+         ("non_contrast",), 0.95, ("non_contrast",)),
     rule(rf"{_NOT_NEGATED_ENH}\b(?:contrast[- ]enhanced|post[- ]?contrast|CECT|CTA)\b|"
          rf"(?<!non-)(?<!non )\bcontrast\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
          rf"{_NOT_NEGATED_ENH}\benhanced\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
@@ -152,13 +153,13 @@ _EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating
 DENSITY_VARIATION = (
     # "homogenous" / "heterogenous": the common spellings without the second e are accepted
     rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
-         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:density|attenuation))\b{_NOT_THICKENING}",
-         "heterogeneous"),
+         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:density|attenuation))\b"
+         rf"{_NOT_THICKENING}", "heterogeneous"),
     rule(rf"\b(?:homogene?ous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
          "homogeneous", negated="heterogeneous"),
     # "the attenuation of the lesion is even", "its density appears uneven"
-    rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b",
-         "homogeneous", negated="heterogeneous"),
+    rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b|"
+         rf"\b{_EVEN_NOUNS}\s+(?:not\s+)?even\b", "homogeneous", negated="heterogeneous"),
     # "the margin is uneven" describes the outline (SURFACE), not the density
     block(rf"\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:uneven|non[- ]?uniform)\b"),
     # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
@@ -213,14 +214,20 @@ RELATIONSHIP = (
     block(rf"\b(?:invad\w*|invasion of|infiltrat\w*|involv\w*|penetrat\w*|extend\w*)\s+(?:into\s+|through\s+|"
           rf"beyond\s+)?(?:the\s+)?{WALL_LAYER}"),
     block(rf"\b{SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
-          rf"{FAT_BLURRED}\b"),
+          rf"{FAT_BLURRED}\b|\b{SURROUNDING_FAT}\s+{FAT_BLURRED}\b"),
     # A preserved fat plane, with or without a verb ("fat planes intact"), or a visible one: "fat space ... not
     # visible" is its negation, a lost plane.
     rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:(?:is|are|remains?|appears?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|"
          rf"intact|maintained|visible|seen|identified|present)\b",
          "not_close", negated="close_unclear_boundary"),
-    rule(r"\bseparated?\s+from\b", "not_close", confidence=0.85, negated="close_unclear_boundary"),
+    rule(r"\bseparated?\s+from\b|\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
+         confidence=0.8, negated="close_unclear_boundary"),
+    # Word-for-word translations put the neighbour first: "with the left ureter boundary unclear"
+    # (与左输尿管分界不清); "not clear" carries its own negation, so the value is the same either way.
+    Rule(rf"\bwith\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)[\w-]+(?:\s+[\w-]+){{0,3}}?\s+"
+         rf"(?:{EDGE}|{FAT_PLANE})\s+(?:(?:is|are)\s+)?(?:not\s+(?:clear|visible|seen)|{ILL})\b",
+         ("close_unclear_boundary",), 0.9, ("close_unclear_boundary",)),
     # A lost fat plane, an inseparable neighbour, an unclear interface "between the lesion and <not parenchyma>".
     rule(rf"\b(?:loss|obliteration|effacement|disappearance) of (?:the )?(?:\w+ )?{FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
@@ -231,8 +238,9 @@ RELATIONSHIP = (
          negated="not_close"),
     rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
          rf"\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
-    rule(r"\b(?:abut(?:s|ting)?|adherent to|adheres to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
-         r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign))\b",
+    rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
+         r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign)|"
+         r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in))\b",
          "close_unclear_boundary", confidence=0.75, negated="not_close"),
     # weaker than any positive statement: "no lymph nodes adjacent to the mass" shares the cue
     only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b",
