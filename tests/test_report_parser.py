@@ -186,6 +186,12 @@ def test_surface_of_hollow_and_solid_organs(text, key):
     ("A nodule adhering to the oblique fissure.", "close_unclear_boundary"),
     ("Adjacent pleura retracted.", "close_unclear_boundary"),
     ("A round nodule away from the pleura.", "not_close"),
+    ("The mass is intimately related to the duodenum.", "close_unclear_boundary"),
+    ("The tumour merges with the adjacent small bowel.", "close_unclear_boundary"),
+    ("The mass extends into the mesentery.", "close_unclear_boundary"),
+    ("The tumour extends into the muscularis propria.", None),           # its own wall: depth, not a neighbour
+    ("The boundary between the mass and the bladder has disappeared.", "close_unclear_boundary"),
+    ("The boundary with the bladder is clear.", "not_close"),
 ])
 def test_relationship_wordings(text, key):
     assert values(text, "relationship", "colon", coding_defaults=False) == ((key,) if key else ())

@@ -189,8 +189,8 @@ SURFACE = (
 
 # Words of a hollow organ's own wall and of the fat around a lesion (RELATIONSHIP blocks them; for the colon they are
 # the tumour's surface, see organ_phrases.SURFACE_BY_ORGAN).
-WALL_LAYER = (r"(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|muscle layer|"
-               r"(?:bowel|colonic|intestinal|rectal|gastric|gallbladder) wall")
+WALL_LAYER = (r"(?:(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|"
+              r"muscle layer|(?:bowel|colonic|intestinal|rectal|gastric|gallbladder) wall)")
 SURROUNDING_FAT = (r"(?:surrounding|peri[\w-]+|adjacent|regional|mesenteric|mesorectal)\s+fat(?:ty)?(?:\s+(?:planes?|"
                     r"spaces?|gaps?|tissues?|layers?))?")
 FAT_BLURRED = r"(?:blurred|blurry|hazy|fuzzy|indistinct|unclear|obscured|infiltrated|stranded|streaky|turbid|cloudy)"
@@ -199,14 +199,25 @@ FAT_BLURRED = r"(?:blurred|blurry|hazy|fuzzy|indistinct|unclear|obscured|infiltr
 # An unclear interface with the lesion's own parenchyma is a surface statement; with anything else it is a
 # relationship statement ("unclear demarcation from the adjacent bowel wall").
 RELATIONSHIP = (
-    rule(r"\bclose(?:ly)? relat(?:ed|ion(?:ship)?)(?: (?:to|with))?\b", "close_unclear_boundary",
+    rule(r"\b(?:close|intimate|tight)(?:ly)? relat(?:ed|ion(?:ship)?)(?: (?:to|with))?\b", "close_unclear_boundary",
          negated="not_close"),
+    # merged into a neighbour, or growing into it; "in close proximity" says less than "closely related"
+    rule(r"\b(?:merg\w*|fus\w*|continuous) with\b|\bextend(?:s|ing|ed)?\s+(?:in)?to\b", "close_unclear_boundary",
+         confidence=0.75, negated="not_close"),
+    rule(r"\b(?:in )?close proximity (?:to|with)\b", "close_unclear_boundary", confidence=0.7, negated="not_close"),
     rule(r"\bclosely (?:abuts?|abutting|adher\w*|attached)\b", "close_unclear_boundary", negated="not_close"),
     rule(rf"\b{ILL}\s+(?:{EDGE}|{FAT_PLANE})\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
          "close_unclear_boundary"),
     # "the boundary with the bladder is unclear"; with the own parenchyma or unnamed tissue/fat it is the surface.
     rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
          rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
+    # ... and "the boundary with the bladder is clear" / "a clear boundary with the bladder" is not close (the
+    # surface rules still read the same words as the lesion's margin)
+    rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:clear|distinct|sharp|preserved|well[- ]defined)\b|"
+         rf"\b(?:clear|distinct|sharp|well[- ]defined)\s+{EDGE}\s+(?:with|from)\s+(?:the\s+)?"
+         rf"(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)(?:adjacent|surrounding|neighbou?ring)?\s*[\w-]+",
+         "not_close", confidence=0.85, negated="close_unclear_boundary"),
     rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*)\b", "close_unclear_boundary", confidence=0.8,
          negated="not_close"),
     # ... but growth into the lesion's own wall layers is depth, not a neighbour (see SURFACE_BY_ORGAN for the
@@ -237,7 +248,8 @@ RELATIONSHIP = (
          r"\bcannot be (?:clearly )?(?:separated|distinguished) from\b", "close_unclear_boundary",
          negated="not_close"),
     rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
-         rf"\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
+         rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{ILL}|disappeared|lost|vanished|obliterated)\b",
+         "close_unclear_boundary"),
     rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
          r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign)|"
          r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in))\b",
