@@ -46,7 +46,7 @@ def test_surface_synonyms(phrase, key):
     ("heterogeneous", "heterogeneous"), ("uneven", "heterogeneous"), ("mixed density", "heterogeneous"),
     ("inhomogeneous", "heterogeneous"), ("non-homogeneous", "heterogeneous"), ("homogeneous", "homogeneous"),
     ("homogenous", "homogeneous"), ("heterogenous", "heterogeneous"), ("inhomogenous", "heterogeneous"),
-    ("density even,", "homogeneous")])
+    ("density even,", "homogeneous"), ("patchy enhancement of the", "heterogeneous")])
 def test_density_variation_synonyms(phrase, key):
     assert values(f"A lesion with {phrase} internal attenuation.", "density_variation") == (key,)
 
@@ -161,6 +161,9 @@ def test_uneven_wall_thickening_is_shape_not_density_variation():
     ("A mass with margins unclear.", "ill_defined"),
     ("A cyst, boundary clear.", "well_defined"),
     ("The outer membrane of the rectal wall is rough.", "ill_defined"),
+    ("The polyp is sharply outlined.", "well_defined"),
+    ("A cyst with crisp margins.", "well_defined"),
+    ("Outer margin well preserved.", "well_defined"),
 ])
 def test_surface_of_hollow_and_solid_organs(text, key):
     assert values(text, "surface", "colon") == (key,)
@@ -192,6 +195,10 @@ def test_surface_of_hollow_and_solid_organs(text, key):
     ("The tumour extends into the muscularis propria.", None),           # its own wall: depth, not a neighbour
     ("The boundary between the mass and the bladder has disappeared.", "close_unclear_boundary"),
     ("The boundary with the bladder is clear.", "not_close"),
+    ("The mass is tethered to the left adnexa.", "close_unclear_boundary"),
+    ("Obliterated fat between the rectum and the sacrum.", "close_unclear_boundary"),
+    ("The interface between them cannot be identified.", "close_unclear_boundary"),
+    ("The splenic vessels are free.", "not_close"),
 ])
 def test_relationship_wordings(text, key):
     assert values(text, "relationship", "colon", coding_defaults=False) == ((key,) if key else ())
@@ -667,7 +674,7 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
 
 @pytest.mark.parametrize("name", ["report_paraphrases.tsv", "report_paraphrases_holdout.tsv",
                                   "report_paraphrases_holdout2.tsv", "report_paraphrases_holdout3.tsv",
-                                  "report_paraphrases_holdout4.tsv"])
+                                  "report_paraphrases_holdout4.tsv", "report_paraphrases_holdout5.tsv"])
 def test_paraphrase_sets_floor(name):
     """Regression floor on the paraphrase sets of all seven organs (measured: 100 % on every aspect, see the
     benchmark's docstring for the held-back set's first measurement)."""
@@ -675,7 +682,7 @@ def test_paraphrase_sets_floor(name):
     vocab = load_vocabulary()
     items = bench.read_paraphrases(REPO / "tests" / "data" / name, vocab)
     organs = {"kidney", "liver", "pancreas", "colon", "lung", "gallbladder", "spleen"}
-    held_out_sheets = "holdout3" in name or "holdout4" in name          # only the held-out sheets' organs
+    held_out_sheets = any(f"holdout{n}" in name for n in (3, 4, 5))     # only the held-out sheets' organs
     assert {p.organ for p in items} == ({"colon", "lung", "pancreas"} if held_out_sheets else organs)
     results = bench.evaluate_paraphrases(items, vocab, ReportParser(vocab, coding_defaults=False))
     for aspect, cell in results["all organs"].items():

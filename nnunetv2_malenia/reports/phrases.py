@@ -40,7 +40,8 @@ ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|
        r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?|"
        r"coarse|hairy|poorly (?:seen|visuali[sz]ed))")
 WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- ]defined|clear|sharp|smooth|distinct|"
-        r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined)")
+        r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined|crisp|"
+        r"well[- ]preserved)")
 # The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
 EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface|serosa|"
         r"serosal? (?:surface|layer|side)|outer (?:surface|wall|membrane|layer)|adventitia)")
@@ -93,8 +94,9 @@ SHAPE = (
     # "irregular margins" is a surface statement, not a shape.
     rule(rf"\birregular(?:ly)?(?:[- ]shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
     rule(r"\b(?:lobulated|lobular|lobulations?)\b", "lobulated"),
-    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b", "irregular",
-         confidence=0.8),
+    # ("patchy enhancement" is a density variation, not a shape)
+    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b(?!\s+enhanc)",
+         "irregular", confidence=0.8),
     # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
     rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular)\b(?=[\s,]+(?:[\w-]+\s+){0,3}?"
          r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))|"
@@ -160,6 +162,7 @@ DENSITY_VARIATION = (
     # "the attenuation of the lesion is even", "its density appears uneven"
     rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b|"
          rf"\b{_EVEN_NOUNS}\s+(?:not\s+)?even\b", "homogeneous", negated="heterogeneous"),
+    rule(r"\b(?:patchy|mottled|nodular|blotchy)\s+enhancement\b", "heterogeneous", confidence=0.85),
     # "the margin is uneven" describes the outline (SURFACE), not the density
     block(rf"\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:uneven|non[- ]?uniform)\b"),
     # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
@@ -181,7 +184,8 @@ SURFACE = (
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
     # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
-    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined|circumscribed)\b", "well_defined",
+    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined|circumscribed|outlined)\b",
+         "well_defined",
          confidence=0.85, negated="ill_defined"),
     rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
          confidence=0.85),
@@ -244,16 +248,20 @@ RELATIONSHIP = (
          rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
          rf"effaced|disappeared|indistinct|unclear|blurred|blurry|fuzzy|hazy)\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:has |have )?(?:disappeared|vanished)\b|"
+         r"\b(?:obliterated|effaced|lost|absent)\s+fat(?:\s+(?:planes?|spaces?|gaps?))?\s+between\b|"
          r"\b(?:inseparable|indistinguishable) from\b|"
          r"\bcannot be (?:clearly )?(?:separated|distinguished) from\b", "close_unclear_boundary",
          negated="not_close"),
     rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
-         rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{ILL}|disappeared|lost|vanished|obliterated)\b",
-         "close_unclear_boundary"),
+         rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{ILL}|disappeared|lost|vanished|obliterated)\b|"
+         rf"\b{EDGE}\s+between\s+[\w\s-]{{1,40}}?\bcannot be (?:clearly\s+)?(?:identified|seen|distinguished|"
+         rf"delineated|defined)\b", "close_unclear_boundary"),
     rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
          r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign)|"
-         r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in))\b",
+         r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in)|tether(?:ed|ing|s)? to)\b",
          "close_unclear_boundary", confidence=0.75, negated="not_close"),
+    rule(r"\b(?:vessels?|organs?|structures?|viscera|bowel loops?)\s+(?:are|is|remain)\s+free\b", "not_close",
+         confidence=0.8),
     # weaker than any positive statement: "no lymph nodes adjacent to the mass" shares the cue
     only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b",
                  "not_close", confidence=0.7),
