@@ -1,6 +1,7 @@
 """One radiology report -> value keys per aspect, each with its evidence span in the text and a confidence.
 
-Rules first (``phrases.py``), deterministic, no model. How a value is chosen per aspect:
+Rules first (``phrases.py``; organ-dependent words in ``organ_phrases.py``), deterministic, no model. How a value is
+chosen per aspect:
 
 * every phrase of the aspect's lexicon is found; where phrases overlap the longest wins ("non-contrast CT" over
   "contrast", "non-homogeneous" over "homogeneous");
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary
-from nnunetv2_malenia.reports import phrases
+from nnunetv2_malenia.reports import organ_phrases, phrases
+from nnunetv2_malenia.reports.organ_vocabulary import OrganVocabulary
 from nnunetv2_malenia.reports.phrases import Rule
 
 FOUND, DEFAULT, MISSING = "found", "default", "missing"
@@ -172,6 +174,8 @@ def _find(text: str, aspect: str, rules: Sequence[Rule]) -> List[Mention]:
             kept.append((start, end, r))
     out = []
     for start, end, r in sorted(kept, key=lambda x: x[0]):
+        if not r.values and not r.negated_values:     # a blocker: claimed its words, states nothing
+            continue
         negated = _is_negated(text, start, end)
         values = r.values
         if negated:
@@ -179,6 +183,8 @@ def _find(text: str, aspect: str, rules: Sequence[Rule]) -> List[Mention]:
                 out.append(Mention(aspect, values, start, end, r.confidence, negated=True))
                 continue
             values = r.negated_values
+        elif not values:                              # a phrase that states something only when negated
+            continue
         factor, hedged = _hedge_factor(text, start)
         out.append(Mention(aspect, values, start, end, r.confidence * factor, False, hedged))
     return out
@@ -205,6 +211,24 @@ def _density_role(text: str, m: Mention) -> str:
     return "other"
 
 
+def _lung_mixed(mentions: Sequence[Mention], sentences: Sequence[Tuple[int, int]]) -> List[Mention]:
+    """A ground-glass and a solid statement in one sentence ("a solid nodule with a ground-glass halo", "a
+    ground-glass nodule with a solid component") describe one mixed lesion, the lung's code 4. Across sentences they
+    may be different findings ("scattered ground-glass opacities in both lungs"), so they are not combined."""
+    if any("mixed_ground_glass_solid" in m.values for m in mentions):
+        return []
+    for s, e in sentences:
+        inside = [m for m in mentions if s <= m.start < e]
+        glass = [m for m in inside if "ground_glass" in m.values]
+        solid = [m for m in inside if "soft_tissue" in m.values]
+        if glass and solid:
+            pair = sorted([glass[0], solid[0]], key=lambda m: m.start)
+            confidence = min(m.confidence for m in pair) * 0.9
+            return [Mention("density", ("mixed_ground_glass_solid",), m.start, m.end, confidence, False, m.hedged)
+                    for m in pair]
+    return []
+
+
 # aspects whose lexicon does not depend on the organ
 _ASPECT_RULES: Dict[str, Sequence[Rule]] = {
     "enhancement_status": phrases.ENHANCEMENT, "shape": phrases.SHAPE, "density_variation": phrases.DENSITY_VARIATION,
@@ -214,26 +238,51 @@ _ASPECT_RULES: Dict[str, Sequence[Rule]] = {
 def _location_rules(group: Optional[str]) -> Sequence[Rule]:
     """The organ's location phrases; every organ's when the organ is unknown."""
     if group is not None:
-        return phrases.LOCATION.get(group, ())
-    return tuple(r for g in phrases.LOCATION.values() for r in g)
+        return organ_phrases.LOCATION.get(group, ())
+    return tuple(r for g in organ_phrases.LOCATION.values() for r in g)
 
 
 def _density_rules(group: Optional[str]) -> Sequence[Rule]:
-    """Lung densities are relative to soft tissue (ground glass, solid), every other organ's to its parenchyma."""
-    return phrases.DENSITY["lung"] if group == "lung" else phrases.DENSITY["*"]
+    """Lung densities are relative to soft tissue (ground glass, solid), a hollow organ's to its wall, every other
+    organ's to its parenchyma."""
+    return organ_phrases.DENSITY.get(group or "*", organ_phrases.DENSITY["*"])
+
+
+def _shape_rules(group: Optional[str]) -> Sequence[Rule]:
+    return phrases.SHAPE + organ_phrases.SHAPE_BY_ORGAN.get(group or "", ())
+
+
+def _surface_rules(group: Optional[str]) -> Sequence[Rule]:
+    return phrases.SURFACE + organ_phrases.SURFACE_BY_ORGAN.get(group or "", ())
 
 
 # --- the parser --------------------------------------------------------------------------------------------------
 
 class ReportParser:
-    """Parses report texts of one organ (or of any organ when ``organ`` is None: all location tables)."""
+    """Parses report texts of one organ (or of any organ when ``organ`` is None: all location tables).
 
-    def __init__(self, vocabulary: Optional[Vocabulary] = None, coding_defaults: bool = True):
+    ``organ_vocabularies`` (from a user knowledge table, see ``organ_vocabulary.py``) give organs the shipped
+    lexicons do not know their location phrases and the known organ group whose wording they share."""
+
+    def __init__(self, vocabulary: Optional[Vocabulary] = None, coding_defaults: bool = True,
+                 organ_vocabularies: Optional[Mapping[str, OrganVocabulary]] = None):
         self.vocab = vocabulary or load_vocabulary()
         self.coding_defaults = coding_defaults
+        self.organ_vocabularies = dict(organ_vocabularies or {})
+
+    def _organ(self, organ: Optional[str]) -> Tuple[Optional[str], Sequence[Rule]]:
+        """(organ group whose wording applies, location rules) of ``organ``. An organ neither shipped nor given a
+        vocabulary reads no location: another organ's table would misread its words ("body", "head")."""
+        if not organ:
+            return None, _location_rules(None)
+        if organ in self.organ_vocabularies:
+            ov = self.organ_vocabularies[organ]
+            return ov.like, ov.location
+        group = self.vocab.organ_group(organ)
+        return group, (_location_rules(group) if group else ())
 
     def parse(self, text: str, organ: Optional[str] = None, case: str = "") -> ParsedReport:
-        group = self.vocab.organ_group(organ) if organ else None
+        group, location_rules = self._organ(organ)
         results: Dict[str, AspectResult] = {}
 
         relationship = _find(text, "relationship", _ASPECT_RULES["relationship"])
@@ -244,12 +293,12 @@ class ReportParser:
 
         results["enhancement_status"] = self._single(text, _find(text, "enhancement_status",
                                                                 _ASPECT_RULES["enhancement_status"]))
-        results["location"] = self._location(text, group, zones, sentences)
-        results["shape"] = self._single(text, _find(text, "shape", _ASPECT_RULES["shape"]))
+        results["location"] = self._location(text, location_rules, zones, sentences)
+        results["shape"] = self._single(text, _find(text, "shape", _shape_rules(group)))
         results["density"] = self._density(text, group)
         results["density_variation"] = self._single(text, _find(text, "density_variation",
                                                                 _ASPECT_RULES["density_variation"]))
-        surface = [m for m in _find(text, "surface", _ASPECT_RULES["surface"]) if not _inside(m, zones)]
+        surface = [m for m in _find(text, "surface", _surface_rules(group)) if not _inside(m, zones)]
         results["surface"] = self._single(text, surface)
         results["relationship"] = self._single(text, relationship)
         if self.coding_defaults:
@@ -267,9 +316,13 @@ class ReportParser:
 
         Unlike ``parse`` nothing is chosen (no role, zone or first-sentence rules), so this answers "does the text
         say X at all?": the parser benchmark uses it to tell a code the text contradicts from a parser miss."""
-        group = self.vocab.organ_group(organ) if organ else None
-        rules = {"location": _location_rules, "density": _density_rules}.get(aspect, lambda g: _ASPECT_RULES[aspect])
-        return tuple(dict.fromkeys(v for m in _find(text, aspect, rules(group)) if not m.negated for v in m.values))
+        group, location_rules = self._organ(organ)
+        rules = {"location": lambda g: location_rules, "density": _density_rules, "shape": _shape_rules,
+                 "surface": _surface_rules}.get(aspect, lambda g: _ASPECT_RULES[aspect])
+        live = [m for m in _find(text, aspect, rules(group)) if not m.negated]
+        if aspect == "density" and group == "lung":
+            live += _lung_mixed(live, _sentence_spans(text))      # ground glass + solid in one sentence state "mixed"
+        return tuple(dict.fromkeys(v for m in live for v in m.values))
 
     # --- aspect choosers ---------------------------------------------------------------------------------------
 
@@ -290,19 +343,24 @@ class ReportParser:
         return self._result(text, [best])
 
     def _density(self, text: str, group: Optional[str]) -> AspectResult:
-        scored = []
+        scored, parts = [], []
         for m in _find(text, "density", _density_rules(group)):
             if m.negated:
                 continue
             role = _density_role(text, m)
             if role == "part":
+                parts.append(m)
                 continue
             weight = 1.0 if role == "lesion" else 0.8
             scored.append(Mention(m.aspect, m.values, m.start, m.end, m.confidence * weight, False, m.hedged))
+        if group == "lung":
+            mixed = _lung_mixed(sorted(scored + parts, key=lambda m: m.start), _sentence_spans(text))
+            if mixed:
+                return self._result(text, mixed)
         return self._single(text, scored)
 
-    def _location(self, text: str, group: Optional[str], zones, sentences) -> AspectResult:
-        mentions = [m for m in _find(text, "location", _location_rules(group))
+    def _location(self, text: str, rules: Sequence[Rule], zones, sentences) -> AspectResult:
+        mentions = [m for m in _find(text, "location", rules)
                     if not m.negated and not _inside(m, zones)]
         if not mentions:
             return AspectResult(MISSING)
@@ -357,6 +415,7 @@ def key_to_code(vocab: Vocabulary, aspect: str, organ: str, key: str) -> Optiona
 
 
 def parse_report(text: str, organ: Optional[str] = None, case: str = "", vocabulary: Optional[Vocabulary] = None,
-                 coding_defaults: bool = True) -> ParsedReport:
+                 coding_defaults: bool = True,
+                 organ_vocabularies: Optional[Mapping[str, OrganVocabulary]] = None) -> ParsedReport:
     """Convenience wrapper: ``ReportParser(...).parse(text, organ, case)``."""
-    return ReportParser(vocabulary, coding_defaults).parse(text, organ, case)
+    return ReportParser(vocabulary, coding_defaults, organ_vocabularies).parse(text, organ, case)

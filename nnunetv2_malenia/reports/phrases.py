@@ -2,13 +2,13 @@
 
 Every entry is a ``Rule``: a case-insensitive regular expression, the value key(s) it stands for, a confidence, and
 what the phrase means when it is negated ("no close relationship" -> not_close; "no calcification" -> dropped).
-Location rules depend on the organ group (``kidney``, ``liver``, ...); density rules differ for the lung, whose
-spreadsheet codes are ground-glass / soft tissue / mixed instead of hypo- / iso- / hyperdense.
+This module holds the organ-independent lexicons and the word classes they share; locations and the words whose
+meaning depends on the organ's reference tissue (lung densities, a hollow organ's wall) are in ``organ_phrases``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -23,42 +23,86 @@ def rule(pattern: str, *values: str, confidence: float = 0.95, negated: Optional
     return Rule(pattern, tuple(values), confidence, (negated,) if negated else None)
 
 
+def only_negated(pattern: str, value: str, confidence: float = 0.95) -> Rule:
+    """A phrase that states ``value`` only when negated: "not adjacent to the pleura" is not close, while
+    "adjacent to the pleura" says nothing certain about the boundary."""
+    return Rule(pattern, (), confidence, (value,))
+
+
+def block(pattern: str) -> Rule:
+    """A phrase that looks like a statement of the aspect but is not one ("invading the serosa" is no neighbour
+    organ): it takes part in the longest-match overlap like any phrase, then states nothing."""
+    return Rule(pattern, ())
+
+
 # --- shared word classes -------------------------------------------------------------------------------------------
 ILL = (r"(?:ill[- ]?defined|indistinct|unclear|blurred|blurry|poorly[- ]defined|poorly[- ]demarcated|fuzzy|"
-       r"obscured?|hazy)")
+       r"obscured?|hazy|poorly[- ]marginated|poorly[- ]delineated|rough(?:ened)?|unsmooth|shaggy|jagged|burr(?:ed|y)?|"
+       r"coarse|hairy|poorly (?:seen|visuali[sz]ed))")
 WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- ]defined|clear|sharp|smooth|distinct|"
-        r"circumscribed)")
-EDGE = r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface)"
+        r"circumscribed|well[- ]marginated|well[- ]delineated|sharply[- ]marginated|sharply[- ]defined|crisp|"
+        r"well[- ]preserved)")
+# The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
+EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface|serosa|"
+        r"serosal? (?:surface|layer|side)|outer (?:surface|wall|membrane|layer)|adventitia)")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
+# "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
+FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
 # Words after a density term that make it describe a part of the lesion, not the lesion as a whole.
 PART_NOUNS = r"(?:areas?|foci|focus|regions?|components?|spots?|portions?|parts?|zones?|septa|rim|strands?)"
 # ... except a single "area" introduced by an article: "a hypodense area is seen", "a patchy area of low attenuation"
 # name the lesion itself.
-AREA_NOUNS = r"(?:area|region|zone)"
+AREA_NOUNS = r"(?:area|region|zone|focus)"
 # Locations joined to the first one ("head and neck", "body and tail") belong to the same lesion.
 LOCATION_COORDINATION = r"^\s*(?:,|and|or|/|-|to|as well as)\s*(?:the\s+)?(?:pancreatic\s+)?$"
 LESION_NOUNS = (r"(?:lesions?|mass(?:es)?|nodules?|tumou?rs?|cysts?|shadows?|opacit(?:y|ies)|thickening|"
                 r"neoplasms?|masses)")
 
 # --- enhancement status -------------------------------------------------------------------------------------------
+# The study type is stated in many forms ("plain chest CT", "CT without contrast", "enhanced CT of the abdomen"); a
+# report that only describes how the lesion enhances ("shows heterogeneous enhancement", "no enhancement after
+# contrast") implies a contrast study whether or not the lesion enhances, so its negation keeps the value.
+_STUDY = r"(?:CT|scans?|computed tomography|images?|study|examination)"
+_BODY = r"(?:chest|thorax|thoracic|lung|abdominal|abdomen|pelvic|abdominopelvic|upper abdominal|renal|liver|hepatic|" \
+        r"pancreatic|multiphase|multiphasic|triphasic|biphasic|dual[- ]phase|low[- ]dose|helical|spiral)"
+_NOT_NEGATED_ENH = r"(?<!non-)(?<!non)(?<!un)"
 ENHANCEMENT = (
-    rule(r"\b(?:non[- ]?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced)(?:\s+(?:CT|scan|computed tomography))?",
+    rule(rf"\b(?:non[- ]?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced|pre[- ]?contrast)"
+         rf"(?:\s+(?:{_BODY}\s+){{0,2}}{_STUDY})?", "non_contrast"),
+    rule(rf"\bplain(?:[- ]scan|\s+(?:{_BODY}\s+){{0,2}}{_STUDY})\b|\b{_STUDY} \(?plain(?: scan)?\b|\bNCCT\b",
          "non_contrast"),
-    rule(r"\bplain(?:[- ]scan| CT| computed tomography)\b", "non_contrast"),
-    rule(r"\b(?:contrast[- ]enhanced|post[- ]?contrast|enhanced (?:CT|scan)|CECT)\b", "contrast_enhanced"),
-    rule(r"\b(?:arterial|portal[- ]venous|venous|delayed|nephrographic|corticomedullary) phase\b", "contrast_enhanced",
-         confidence=0.85),
+    # "without" is itself a negation cue; the phrase keeps its meaning when the negation check sees it.
+    # ... but "no contrast enhancement" / "without contrast uptake" describe the lesion on a contrast study.
+    Rule(r"\b(?:without|no) (?:(?:intravenous|IV|i\.v\.|oral) )?contrast(?: (?:medium|agent|material|administration)|"
+         r" (?:was |were )?(?:given|administered|used))?\b(?![\s-]*(?:enhanc|uptake|extravasat|fill|opacif))",
+         ("non_contrast",), 0.95, ("non_contrast",)),
+    rule(rf"{_NOT_NEGATED_ENH}\b(?:contrast[- ]enhanced|post[- ]?contrast|CECT|CTA)\b|"
+         rf"(?<!non-)(?<!non )\bcontrast\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
+         rf"{_NOT_NEGATED_ENH}\benhanced\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
+         r"\b(?:with|after|following|post) (?:the )?(?:(?:intravenous|IV|i\.v\.) )?(?:administration of )?contrast\b",
+         "contrast_enhanced"),
+    rule(r"\b(?:(?:late |early |hepatic )?arterial|portal[- ]?venous|venous|delayed|nephrographic|corticomedullary|"
+         r"pancreatic|excretory|equilibrium|parenchymal|enhanced|contrast) phases?\b|\bwash[- ]?out\b",
+         "contrast_enhanced", confidence=0.85),
+    Rule(rf"{_NOT_NEGATED_ENH}\b(?:enhanc(?:es|ed|ing|ement)|(?:hyper|hypo|rim[- ]?|peripheral(?:ly)? )enhanc\w*)\b",
+         ("contrast_enhanced",), 0.8, ("contrast_enhanced",)),
 )
 
 # --- shape --------------------------------------------------------------------------------------------------------
 SHAPE = (
     rule(r"\b(?:round[- ]like|round(?:ed|ish)?|oval|ovoid|spherical|circular|quasi[- ]round|nodular)\b", "round_like"),
     # "irregular margins" is a surface statement, not a shape.
-    rule(rf"\birregular(?:ly shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
-    rule(r"\b(?:lobulated|lobular)\b", "lobulated"),
-    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative)\b", "irregular", confidence=0.8),
+    rule(rf"\birregular(?:ly)?(?:[- ]shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
+    rule(r"\b(?:lobulated|lobular|lobulations?)\b", "lobulated"),
+    # ("patchy enhancement" is a density variation, not a shape)
+    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b(?!\s+enhanc)",
+         "irregular", confidence=0.8),
+    # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
+    rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular)\b(?=[\s,]+(?:[\w-]+\s+){0,3}?"
+         r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))|"
+         r"\bthickened (?:unevenly|irregularly|eccentrically|circumferentially)\b", "irregular", confidence=0.75),
 )
-
+# The lung sheet codes a cavitating lesion as irregular whatever its outline ("如果有空洞也归为不规则").
 # --- density ------------------------------------------------------------------------------------------------------
 _HYPO = (r"(?:hypo[- ]?dens(?:e|ity)|hypo[- ]?attenuat(?:ing|ion)|low(?:er)?[- ](?:attenuation|density)|"
          r"low[- ]attenuating|decreased (?:attenuation|density))")
@@ -66,28 +110,61 @@ _ISO = (r"(?:iso[- ]?dens(?:e|ity)|iso[- ]?attenuat(?:ing|ion)|similar (?:densit
         r"equal (?:density|attenuation))")
 _HYPER = (r"(?:hyper[- ]?dens(?:e|ity)|hyper[- ]?attenuat(?:ing|ion)|high(?:er)?[- ](?:attenuation|density)|"
           r"high[- ]attenuating|increased (?:attenuation|density))")
-DENSITY: Dict[str, Tuple[Rule, ...]] = {
-    "*": (
-        rule(rf"\b{_HYPO}\b", "hypodense"),
-        rule(rf"\b{_ISO}\b", "isodense"),
-        rule(rf"\b{_HYPER}\b", "hyperdense"),
-        rule(r"\b(?:markedly hyperdense|calcific density|calcified density)\b", "markedly_hyperdense"),
-    ),
-    "lung": (
-        rule(r"\b(?:pure )?ground[- ]glass(?: opacit(?:y|ies)| density| nodules?)?\b|\bGGOs?\b", "ground_glass"),
-        rule(r"\b(?:part[- ]solid|sub[- ]?solid|mixed ground[- ]glass(?: and solid)?|mixed density)\b",
-             "mixed_ground_glass_solid"),
-        rule(r"\b(?:soft[- ]tissue (?:density|attenuation)|solid)\b", "soft_tissue"),
-        rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense)\b", "hyperdense", confidence=0.85),
-    ),
-}
-
+# Comparisons with whatever reference the report names ("lower density than the adjacent bowel wall", "attenuation
+# similar to that of the normal liver", "denser than the spleen"): the direction is the value. Reports compare with
+# the organ's own reference tissue (parenchyma, bowel wall), which is what the codes are relative to.
+# The spreadsheet's own word is brightness (亮度), which translated reports keep.
+_DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
+# Reference tissues a report compares with; naming one anchors a comparison without a density word ("slightly lower
+# than the adjacent bowel wall", "similar to the normal liver parenchyma").
+REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|"
+                    r"background|remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|"
+                    r"gastric|gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
+                    r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue)\b")
+_LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
+         rf"{_DENS}\s+(?:is\s+)?(?:lower|less) than)"
+_SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}|{_DENS}\s+(?:is\s+)?" \
+           rf"(?:similar|equal|comparable|identical) (?:to|with)|indistinguishable in {_DENS}|" \
+           rf"(?:same|similar) {_DENS} (?:as|to))"
+_HIGHER = rf"(?:(?:higher|greater|increased|slightly higher)\s+(?:in\s+)?{_DENS}|denser|more (?:dense|attenuating)|" \
+          rf"{_DENS}\s+(?:is\s+)?(?:higher|greater) than)"
+_WATER = r"(?:(?:fluid|water|cystic)[- ](?:like )?(?:density|attenuation)|fluid[- ]attenuation|water[- ]like)"
+_SLIGHTLY = r"(?:(?:slightly|mildly|markedly|significantly|much|somewhat)\s+)?"
+DENSITY = (
+    rule(rf"\b{_HYPO}\b", "hypodense"),
+    rule(rf"\b{_ISO}\b", "isodense"),
+    rule(rf"\b{_HYPER}\b", "hyperdense"),
+    rule(r"\b(?:markedly hyperdense|calcific density|calcified density)\b", "markedly_hyperdense"),
+    rule(rf"\b{_LOWER}\b", "hypodense", confidence=0.9),
+    rule(rf"\b{_SIMILAR}\b", "isodense", confidence=0.9),
+    rule(rf"\b{_HIGHER}\b", "hyperdense", confidence=0.9),
+    rule(rf"\b{_SLIGHTLY}(?:lower|less|darker)\s+than\s+{REFERENCE_TISSUE}", "hypodense", confidence=0.85),
+    rule(rf"\b(?:similar|equal|comparable|identical)\s+(?:to|with)\s+{REFERENCE_TISSUE}", "isodense", confidence=0.85),
+    rule(rf"\b{_SLIGHTLY}(?:higher|greater|brighter)\s+than\s+{REFERENCE_TISSUE}", "hyperdense", confidence=0.85),
+    # Fluid is darker than every parenchyma and every bowel wall on CT ("similar to water" included); "higher than
+    # water" says a cyst is complex, not how it compares with the parenchyma.
+    rule(rf"\b{_WATER}\b|\b{_SIMILAR}\s+(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b", "hypodense", confidence=0.8),
+    block(rf"\b(?:{_HIGHER}|{_LOWER})\s+(?:than\s+)?(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b"),
+)
 # --- density variation --------------------------------------------------------------------------------------------
+# Any wording of (in)homogeneity of density, attenuation or enhancement. "Uneven" describing wall thickening is a
+# shape word (see SHAPE), not a density variation.
+# ("uneven thickening", "uniformly thickened wall"; "uneven margins" / "uneven surface" are read by SURFACE)
+_NOT_THICKENING = rf"(?![\s,]+(?:[\w-]+\s+){{0,2}}?thicken|\s+(?:{EDGE}|surface|lumen)\b)"
+_EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating|enhancing)"
 DENSITY_VARIATION = (
-    rule(r"\b(?:heterogeneous(?:ly)?|inhomogeneous(?:ly)?|non[- ]?homogeneous|uneven(?:ly)?|mixed (?:density|"
-         r"attenuation))\b", "heterogeneous"),
-    rule(r"\b(?:homogeneous(?:ly)?|uniform(?:ly)?|even(?:ly)? (?:density|attenuation))\b", "homogeneous",
-         negated="heterogeneous"),
+    # "homogenous" / "heterogenous": the common spellings without the second e are accepted
+    rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
+         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:density|attenuation))\b"
+         rf"{_NOT_THICKENING}", "heterogeneous"),
+    rule(rf"\b(?:homogene?ous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
+         "homogeneous", negated="heterogeneous"),
+    # "the attenuation of the lesion is even", "its density appears uneven"
+    rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b|"
+         rf"\b{_EVEN_NOUNS}\s+(?:not\s+)?even\b", "homogeneous", negated="heterogeneous"),
+    rule(r"\b(?:patchy|mottled|nodular|blotchy)\s+enhancement\b", "heterogeneous", confidence=0.85),
+    # "the margin is uneven" describes the outline (SURFACE), not the density
+    block(rf"\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:uneven|non[- ]?uniform)\b"),
     # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
     rule(r"\bmixed(?=\s+(?:hypo|hyper|iso))", "heterogeneous", confidence=0.6),
 )
@@ -98,27 +175,101 @@ SURFACE = (
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "ill_defined"),
     rule(rf"\b{WELL}\s+(?:[\w-]+\s+){{0,2}}?{EDGE}\b", "well_defined", negated="ill_defined"),
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined", negated="ill_defined"),
-    rule(rf"\birregular\s+{EDGE}\b", "ill_defined", confidence=0.75),
+    # without a verb, as notes and translated reports write it: "margins unclear", "boundary not clear"
+    rule(rf"\b{EDGE}\s+{ILL}\b", "ill_defined", confidence=0.9),
+    rule(rf"\b{EDGE}\s+(?:not\s+)?{WELL}\b", "well_defined", confidence=0.9, negated="ill_defined"),
+    rule(rf"\b(?:irregular|uneven)\s+{EDGE}\b|\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:irregular|uneven)\b",
+         "ill_defined", confidence=0.75),
     rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky)\b", "spiculated"),
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
+    # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
+    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined|circumscribed|outlined)\b",
+         "well_defined",
+         confidence=0.85, negated="ill_defined"),
+    rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
+         confidence=0.85),
 )
+
+# Words of a hollow organ's own wall and of the fat around a lesion (RELATIONSHIP blocks them; for the colon they are
+# the tumour's surface, see organ_phrases.SURFACE_BY_ORGAN).
+WALL_LAYER = (r"(?:(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|"
+              r"muscle layer|(?:bowel|colonic|intestinal|rectal|gastric|gallbladder) wall)")
+SURROUNDING_FAT = (r"(?:surrounding|peri[\w-]+|adjacent|regional|mesenteric|mesorectal)\s+fat(?:ty)?(?:\s+(?:planes?|"
+                    r"spaces?|gaps?|tissues?|layers?))?")
+FAT_BLURRED = r"(?:blurred|blurry|hazy|fuzzy|indistinct|unclear|obscured|infiltrated|stranded|streaky|turbid|cloudy)"
 
 # --- relationship -------------------------------------------------------------------------------------------------
 # An unclear interface with the lesion's own parenchyma is a surface statement; with anything else it is a
 # relationship statement ("unclear demarcation from the adjacent bowel wall").
 RELATIONSHIP = (
-    rule(r"\bclose(?:ly)? relat(?:ed|ion(?:ship)?)(?: (?:to|with))?\b", "close_unclear_boundary",
+    rule(r"\b(?:close|intimate|tight)(?:ly)? relat(?:ed|ion(?:ship)?)(?: (?:to|with))?\b", "close_unclear_boundary",
          negated="not_close"),
+    # merged into a neighbour, or growing into it; "in close proximity" says less than "closely related"
+    rule(r"\b(?:merg\w*|fus\w*|continuous) with\b|\bextend(?:s|ing|ed)?\s+(?:in)?to\b", "close_unclear_boundary",
+         confidence=0.75, negated="not_close"),
+    rule(r"\b(?:in )?close proximity (?:to|with)\b", "close_unclear_boundary", confidence=0.7, negated="not_close"),
     rule(r"\bclosely (?:abuts?|abutting|adher\w*|attached)\b", "close_unclear_boundary", negated="not_close"),
-    rule(rf"\b{ILL}\s+(?:{EDGE}|fat planes?)\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
+    rule(rf"\b{ILL}\s+(?:{EDGE}|{FAT_PLANE})\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
          "close_unclear_boundary"),
+    # "the boundary with the bladder is unclear"; with the own parenchyma or unnamed tissue/fat it is the surface.
+    rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
+    # ... and "the boundary with the bladder is clear" / "a clear boundary with the bladder" is not close (the
+    # surface rules still read the same words as the lesion's margin)
+    rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:clear|distinct|sharp|preserved|well[- ]defined)\b|"
+         rf"\b(?:clear|distinct|sharp|well[- ]defined)\s+{EDGE}\s+(?:with|from)\s+(?:the\s+)?"
+         rf"(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)(?:adjacent|surrounding|neighbou?ring)?\s*[\w-]+",
+         "not_close", confidence=0.85, negated="close_unclear_boundary"),
     rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*)\b", "close_unclear_boundary", confidence=0.8,
          negated="not_close"),
-    rule(r"\b(?:clear|preserved|intact) fat planes?\b|"
-         r"\bfat planes?\b[^.;]{0,40}?\b(?:is|are) (?:clear|preserved|intact|maintained)\b",
+    # ... but growth into the lesion's own wall layers is depth, not a neighbour (see SURFACE_BY_ORGAN for the
+    # serosa), and blurred surrounding fat names no organ: neither is a relationship statement.
+    block(rf"\b(?:invad\w*|invasion of|infiltrat\w*|involv\w*|penetrat\w*|extend\w*)\s+(?:into\s+|through\s+|"
+          rf"beyond\s+)?(?:the\s+)?{WALL_LAYER}"),
+    block(rf"\b{SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
+          rf"{FAT_BLURRED}\b|\b{SURROUNDING_FAT}\s+{FAT_BLURRED}\b"),
+    # A preserved fat plane, with or without a verb ("fat planes intact"), or a visible one: "fat space ... not
+    # visible" is its negation, a lost plane.
+    rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:(?:is|are|remains?|appears?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|"
+         rf"intact|maintained|visible|seen|identified|present)\b",
          "not_close", negated="close_unclear_boundary"),
-    rule(r"\bseparated from (?:the )?(?:adjacent|surrounding)\b", "not_close", confidence=0.85),
+    rule(r"\bseparated?\s+from\b|\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
+         confidence=0.8, negated="close_unclear_boundary"),
+    # Word-for-word translations put the neighbour first: "with the left ureter boundary unclear"
+    # (与左输尿管分界不清); "not clear" carries its own negation, so the value is the same either way.
+    Rule(rf"\bwith\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)[\w-]+(?:\s+[\w-]+){{0,3}}?\s+"
+         rf"(?:{EDGE}|{FAT_PLANE})\s+(?:(?:is|are)\s+)?(?:not\s+(?:clear|visible|seen)|{ILL})\b",
+         ("close_unclear_boundary",), 0.9, ("close_unclear_boundary",)),
+    # A lost fat plane, an inseparable neighbour, an unclear interface "between the lesion and <not parenchyma>".
+    rule(rf"\b(?:loss|obliteration|effacement|disappearance) of (?:the )?(?:\w+ )?{FAT_PLANE}\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
+         rf"effaced|disappeared|indistinct|unclear|blurred|blurry|fuzzy|hazy)\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:has |have )?(?:disappeared|vanished)\b|"
+         r"\b(?:obliterated|effaced|lost|absent)\s+fat(?:\s+(?:planes?|spaces?|gaps?))?\s+between\b|"
+         r"\b(?:inseparable|indistinguishable) from\b|"
+         r"\bcannot be (?:clearly )?(?:separated|distinguished) from\b", "close_unclear_boundary",
+         negated="not_close"),
+    rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
+         rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{ILL}|disappeared|lost|vanished|obliterated)\b|"
+         rf"\b{EDGE}\s+between\s+[\w\s-]{{1,40}}?\bcannot be (?:clearly\s+)?(?:identified|seen|distinguished|"
+         rf"delineated|defined)\b", "close_unclear_boundary"),
+    rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
+         r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign)|"
+         r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in)|tether(?:ed|ing|s)? to)\b",
+         "close_unclear_boundary", confidence=0.75, negated="not_close"),
+    rule(r"\b(?:vessels?|organs?|structures?|viscera|bowel loops?)\s+(?:are|is|remain)\s+free\b", "not_close",
+         confidence=0.8),
+    # weaker than any positive statement: "no lymph nodes adjacent to the mass" shares the cue
+    only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b",
+                 "not_close", confidence=0.7),
+    # Clean surrounding fat, or a lung nodule surrounded only by lung.
+    rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?"
+         r"\b(?:(?:is|are|appears?|remains?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|intact|normal|unremarkable)\b|"
+         r"\bsurrounded by (?:normal |aerated )?(?:lung|pulmonary parenchyma)\b", "not_close", confidence=0.85,
+         negated="close_unclear_boundary"),
 )
 
 # --- specific features (multi-valued) ---------------------------------------------------------------------------
@@ -141,65 +292,6 @@ SPECIFIC_FEATURES = (
     rule(r"\bhydronephrosis\b|\bdilat\w* of the (?:left |right )?renal pelvis\b|\brenal pelvis (?:is |was )?dilated\b|"
          r"\bpelvicalyceal (?:system )?dilat\w*|\bpelvicaliectasis\b", "hydronephrosis"),
 )
-
-# --- location, per organ group ------------------------------------------------------------------------------------
-
-
-def _lung_rules() -> Tuple[Rule, ...]:
-    """Each of the five lobes in its usual phrasings: "right upper lobe", "upper lobe of the right lung",
-    "right lung upper lobe", and the abbreviation (RUL); the lingula belongs to the left upper lobe."""
-    lobes = (("left", "upper", "LUL"), ("left", "lower", "LLL"), ("right", "upper", "RUL"),
-             ("right", "middle", "RML"), ("right", "lower", "RLL"))
-    out = []
-    for side, level, abbreviation in lobes:
-        key = f"lung_{side}_{level}_lobe"
-        out.append(rule(rf"\b{side} {level} lobe\b|\b{level} lobe of the {side} lung\b|"
-                        rf"\b{side} lung(?:'s)? {level} lobe\b|\b{abbreviation}\b", key))
-    out.append(rule(r"\blingula(?:r)?\b", "lung_left_upper_lobe", confidence=0.85))
-    out.append(rule(r"\bmiddle lobe\b", "lung_right_middle_lobe", confidence=0.9))   # only the right lung has one
-    return tuple(out)
-
-
-LOCATION: Dict[str, Tuple[Rule, ...]] = {
-    "kidney": (
-        rule(r"\bleft (?:kidney|renal)\b|\bkidney,? left\b", "left_kidney"),
-        rule(r"\bright (?:kidney|renal)\b|\bkidney,? right\b", "right_kidney"),
-        rule(r"\b(?:both|bilateral) (?:kidneys|renal)\b|\bkidneys bilaterally\b", "left_kidney", "right_kidney"),
-    ),
-    "liver": (
-        rule(r"\bright (?:hepatic |liver )?lobe(?: of the liver)?\b|\bright liver\b|\bright hepatic\b",
-             "liver_right_lobe"),
-        rule(r"\bleft (?:hepatic |liver )?lobe(?: of the liver)?\b|\bleft liver\b|\bleft hepatic\b", "liver_left_lobe"),
-        # Couinaud segments: II-IV form the functional left liver, V-VIII the right.
-        rule(r"\b(?:segments? ?|S)(?:IV[ab]?|III|II|[234])\b", "liver_left_lobe", confidence=0.8),
-        rule(r"\b(?:segments? ?|S)(?:VIII|VII|VI|V|[5-8])\b", "liver_right_lobe", confidence=0.8),
-        rule(r"\b(?:intrahepatic|hepatic) vessels?\b|\balong the (?:portal|hepatic) veins?\b", "hepatic_vessels",
-             confidence=0.8),
-    ),
-    "pancreas": (
-        rule(r"\b(?:pancreatic )?head(?: of the pancreas)?\b|\buncinate(?: process)?\b", "pancreas_head"),
-        rule(r"\b(?:pancreatic )?body(?: of the pancreas)?\b", "pancreas_body"),
-        rule(r"\b(?:pancreatic )?neck(?: of the pancreas)?\b", "pancreas_body", confidence=0.8),
-        rule(r"\b(?:pancreatic )?tail(?: of the pancreas)?\b", "pancreas_tail"),
-    ),
-    "colon": (
-        rule(r"\bascending colon\b", "colon_ascending"),
-        rule(r"\b(?:c(?:a)?ecum|c(?:a)?ecal|ileoc(?:a)?ecal)\b", "colon_ascending", confidence=0.75),
-        rule(r"\bhepatic flexure\b", "colon_ascending", confidence=0.6),
-        rule(r"\btransverse colon\b", "colon_transverse"),
-        rule(r"\bdescending colon\b", "colon_descending"),
-        rule(r"\bsplenic flexure\b", "colon_descending", confidence=0.6),
-        rule(r"\bsigmoid(?: colon)?\b", "colon_sigmoid"),
-        rule(r"\brectosigmoid\b", "colon_sigmoid", confidence=0.6),
-        rule(r"\brect(?:um|al)\b", "rectum"),
-    ),
-    "lung": _lung_rules(),
-    "gallbladder": (
-        rule(r"\bgallbladder wall\b|\bwall of the gallbladder\b", "gallbladder_wall"),
-        rule(r"\bgallbladder(?: lumen)?\b", "gallbladder_lumen", confidence=0.8),
-    ),
-    "spleen": (rule(r"\b(?:spleen|splenic)\b", "spleen"),),
-}
 
 # --- negation and hedges ------------------------------------------------------------------------------------------
 # A cue negates the phrases after it up to the end of its clause ("No pancreatic ductal dilatation is observed").

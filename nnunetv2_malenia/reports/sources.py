@@ -2,16 +2,21 @@
 
 Each source yields ``ReportInput`` records (case id, report text, organ, disease, where it came from); bad input is
 collected as ``Problem`` entries and raised together.
+
+Case ids follow the spreadsheet importer's rule (``import_annotations.default_case_id``: the name without .nii/.nii.gz,
+letters and a number, no spaces) unless an ``--id-mapping`` file maps them, so that what the parser writes is what
+``nnUNetv2_malenia_import_annotations`` and the converters accept: ids such as ``imaging`` (KiTS's file name in every
+case folder) or ``1`` (a row number) cannot tell cases apart.
 """
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Collection, List, Mapping, Optional, Tuple
 
-from nnunetv2_malenia.attributes.knowledge_table import load_knowledge_table
+from nnunetv2_malenia.attributes.import_annotations import default_case_id, read_annotation_workbook
+from nnunetv2_malenia.attributes.knowledge_table import KnowledgeTable, load_knowledge_table
 from nnunetv2_malenia.attributes.schema import Vocabulary, load_vocabulary
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, raise_if_problems
 
@@ -25,22 +30,42 @@ class ReportInput:
     where: str                     # file (and row) it came from, for messages
 
 
-def case_id_from_raw(raw: str) -> str:
-    """Spreadsheet ids such as ``liver_3.nii`` name the image; the case id drops the extension."""
-    return re.sub(r"\.nii(\.gz)?$", "", str(raw).strip())
+@dataclass(frozen=True)
+class Lookup:
+    """What ids, organs and diseases are checked against: the knowledge table (default + --knowledge-table files),
+    organs a user table gives a report vocabulary, and the --id-mapping."""
+    vocab: Vocabulary
+    table: KnowledgeTable
+    extra_organs: Collection[str] = ()
+    id_mapping: Optional[Mapping[str, str]] = None
+
+    @staticmethod
+    def default(vocab: Optional[Vocabulary] = None) -> "Lookup":
+        vocab = vocab or load_vocabulary()
+        return Lookup(vocab, load_knowledge_table(vocabulary=vocab))
+
+
+def case_id_from_raw(raw: str, lookup: Optional[Lookup] = None) -> Tuple[Optional[str], str]:
+    """(nnU-Net case id, "") or (None, why not): the --id-mapping entry, else the importer's default rule."""
+    key = str(raw).strip()
+    if lookup is not None and lookup.id_mapping and key in lookup.id_mapping:
+        return lookup.id_mapping[key], ""
+    return default_case_id(key)
 
 
 def resolve_organ(organ: Optional[str], disease: Optional[str], file: str, where: str,
-                  problems: List[Problem], vocab: Vocabulary) -> Optional[str]:
+                  problems: List[Problem], vocab: Vocabulary, lookup: Optional[Lookup] = None) -> Optional[str]:
     """The organ of a report: given directly, or the knowledge-table organ of the disease."""
+    lookup = lookup or Lookup.default(vocab)
     if organ:
-        if vocab.organ_group(organ) is None:
-            problems.append(Problem(file, where, f"unknown organ {organ!r}; known organs: "
-                                                 f"{', '.join(sorted(vocab.organ_groups))}"))
+        if vocab.organ_group(organ) is None and organ not in lookup.extra_organs:
+            known = sorted(set(vocab.organ_groups) | set(lookup.extra_organs))
+            problems.append(Problem(file, where, f"unknown organ {organ!r}; known organs: {', '.join(known)} "
+                                                 f"(others: give a --knowledge-table with a report_vocabulary)"))
             return None
         return organ
     if disease:
-        table = load_knowledge_table(vocabulary=vocab)
+        table = lookup.table
         if disease not in table:
             problems.append(Problem(file, where, f"unknown disease {disease!r}; the knowledge table has: "
                                                  f"{', '.join(table.names)}"))
@@ -50,15 +75,20 @@ def resolve_organ(organ: Optional[str], disease: Optional[str], file: str, where
 
 
 def read_txt_folder(folder: Path, organ: Optional[str], disease: Optional[str],
-                    vocab: Optional[Vocabulary] = None) -> List[ReportInput]:
+                    vocab: Optional[Vocabulary] = None, lookup: Optional[Lookup] = None) -> List[ReportInput]:
     vocab = vocab or load_vocabulary()
+    lookup = lookup or Lookup.default(vocab)
     problems: List[Problem] = []
     files = sorted(folder.glob("*.txt"))
     if not files:
         problems.append(Problem(str(folder), "", "no <case>.txt report files in this folder"))
-    organ = resolve_organ(organ, disease, str(folder), "--organ/--disease", problems, vocab)
+    organ = resolve_organ(organ, disease, str(folder), "--organ/--disease", problems, vocab, lookup)
     out = []
     for f in files:
+        case, why = case_id_from_raw(f.stem, lookup)
+        if case is None:
+            problems.append(Problem(str(f), "file name", f"{why}; rename the file or map it with --id-mapping"))
+            continue
         try:
             text = f.read_text(encoding="utf-8").strip()
         except UnicodeDecodeError as e:
@@ -67,16 +97,18 @@ def read_txt_folder(folder: Path, organ: Optional[str], disease: Optional[str],
         if not text:
             problems.append(Problem(str(f), "", "empty report"))
             continue
-        out.append(ReportInput(f.stem, text, organ, disease, str(f)))
+        out.append(ReportInput(case, text, organ, disease, str(f)))
     raise_if_problems(problems)
     return out
 
 
 def read_csv_reports(path: Path, case_column: str, report_column: str, organ: Optional[str],
                      disease: Optional[str], organ_column: Optional[str] = None,
-                     disease_column: Optional[str] = None, vocab: Optional[Vocabulary] = None) -> List[ReportInput]:
+                     disease_column: Optional[str] = None, vocab: Optional[Vocabulary] = None,
+                     lookup: Optional[Lookup] = None) -> List[ReportInput]:
     """One report per row; organ/disease from their columns when given, else from the flags."""
     vocab = vocab or load_vocabulary()
+    lookup = lookup or Lookup.default(vocab)
     problems: List[Problem] = []
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -90,10 +122,12 @@ def read_csv_reports(path: Path, case_column: str, report_column: str, organ: Op
     out, seen = [], {}
     for i, row in enumerate(rows, start=2):            # row 1 is the header
         where = f"row {i}"
-        case = (row.get(case_column) or "").strip()
+        raw_case = (row.get(case_column) or "").strip()
         text = (row.get(report_column) or "").strip()
-        if not case:
-            problems.append(Problem(str(path), f"{where} column {case_column}", "empty case id"))
+        case, why = case_id_from_raw(raw_case, lookup)
+        if case is None:
+            problems.append(Problem(str(path), f"{where} column {case_column}",
+                                    f"{why}; fix the id or map it with --id-mapping"))
             continue
         if case in seen:
             problems.append(Problem(str(path), f"{where} column {case_column}",
@@ -105,27 +139,29 @@ def read_csv_reports(path: Path, case_column: str, report_column: str, organ: Op
             continue
         row_organ = (row.get(organ_column) or "").strip() if organ_column else organ
         row_disease = (row.get(disease_column) or "").strip() if disease_column else disease
-        resolved = resolve_organ(row_organ or organ, row_disease or disease, str(path), where, problems, vocab)
+        resolved = resolve_organ(row_organ or organ, row_disease or disease, str(path), where, problems, vocab, lookup)
         out.append(ReportInput(case, text, resolved, row_disease or disease, f"{path}:{where}"))
     raise_if_problems(problems)
     return out
 
 
-def read_workbook_reports(path: Path, vocab: Optional[Vocabulary] = None) -> Tuple[List[ReportInput], List[Problem]]:
+def read_workbook_reports(path: Path, vocab: Optional[Vocabulary] = None, lookup: Optional[Lookup] = None
+                          ) -> Tuple[List[ReportInput], List[Problem]]:
     """Reports (column I) of the annotation spreadsheet, organ and disease from the sheet.
 
-    Uses the spreadsheet importer (``nnunetv2_malenia.attributes.import_annotations``); its problems (bad codes)
-    are returned, not raised, because the report text of such rows can still be parsed."""
-    try:
-        from nnunetv2_malenia.attributes.import_annotations import read_annotation_workbook
-    except ImportError:
-        raise MaleniaInputError(Problem(str(path), "", "reading the annotation spreadsheet needs "
-                                        "nnunetv2_malenia.attributes.import_annotations, which this install lacks; "
-                                        "export the reports as CSV instead")) from None
+    Uses the spreadsheet importer (``nnunetv2_malenia.attributes.import_annotations``); its problems (bad codes) are
+    returned, not raised, because the report text of such rows can still be parsed. Rows whose id names no case
+    (``Example 1``, ``imaging.nii``, ``1``) are skipped with a problem, as the importer skips them."""
     rows, problems = read_annotation_workbook(path, vocabulary=vocab)
+    problems = list(problems)
     out = []
     for r in rows:
         if r.report and str(r.report).strip():
-            out.append(ReportInput(case_id_from_raw(r.raw_case_id), str(r.report).strip(), r.organ, r.disease,
+            case, why = case_id_from_raw(r.raw_case_id, lookup)
+            if case is None:
+                problems.append(Problem(str(path), f"sheet {r.sheet} row {r.row} column A",
+                                        f"{why}; report skipped (map it with --id-mapping)"))
+                continue
+            out.append(ReportInput(case, str(r.report).strip(), r.organ, r.disease,
                                    f"{path}: sheet {r.sheet} row {r.row}"))
-    return out, list(problems)
+    return out, problems

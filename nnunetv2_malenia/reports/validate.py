@@ -12,7 +12,7 @@ Shape of the object (``PARSED_REPORT_SCHEMA`` is the JSON schema given to the LL
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Iterable, List, Mapping, Optional
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, Vocabulary, load_vocabulary
 from nnunetv2_malenia.errors import Problem
@@ -49,10 +49,12 @@ PARSED_REPORT_SCHEMA = {
 }
 
 
-def validate_parsed(obj, report: Optional[str] = None, file: str = "", vocabulary: Optional[Vocabulary] = None
-                    ) -> List[Problem]:
+def validate_parsed(obj, report: Optional[str] = None, file: str = "", vocabulary: Optional[Vocabulary] = None,
+                    extra_values: Optional[Mapping[str, Iterable[str]]] = None) -> List[Problem]:
     """Every problem of a parsed-report object (empty list when valid). With ``report``, evidence offsets must
-    point at their quoted text; value keys must belong to the aspect's vocabulary."""
+    point at their quoted text; value keys must belong to the aspect's vocabulary, or to ``extra_values`` (the
+    free-text locations a user knowledge table defines for its organs)."""
+    extra = {a: set(v) for a, v in (extra_values or {}).items()}
     vocab = vocabulary or load_vocabulary()
     problems: List[Problem] = []
     if not isinstance(obj, dict) or not isinstance(obj.get("aspects"), dict):
@@ -76,7 +78,7 @@ def validate_parsed(obj, report: Optional[str] = None, file: str = "", vocabular
             problems.append(Problem(file, f"{where}.values", "must be a list of value keys"))
             values = []
         for i, v in enumerate(values):
-            if v not in vocab.values[aspect]:
+            if v not in vocab.values[aspect] and v not in extra.get(aspect, ()):
                 problems.append(Problem(file, f"{where}.values[{i}]", f"{v!r} is not a {aspect} value key; known "
                                                                       f"keys: {', '.join(vocab.values[aspect])}"))
         if status == "missing" and values:
