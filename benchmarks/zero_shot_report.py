@@ -265,7 +265,9 @@ def plot_learning_curves(r: dict, out: Path, plt) -> str:
     train = r["cost"]["train"]
     fig, axes = plt.subplots(2, len(train), figsize=(4 * len(train), 6.5), squeeze=False, sharex="col")
     for col, (arm, t) in enumerate(train.items()):
-        curves, per_epoch = t["curves"], t["iterations_per_epoch"]
+        # benchmark.json stores NaN (an epoch whose validation saw no foreground) as null
+        curves = {k: [math.nan if v is None else v for v in vs] for k, vs in t["curves"].items()}
+        per_epoch = t["iterations_per_epoch"]
         iterations = [per_epoch * (e + 1) for e in range(t["epochs"])]
         top, bottom = axes[0][col], axes[1][col]
         for key, label in (("mean_fg_dice", "pseudo-Dice"), ("ema_fg_dice", "EMA")):
