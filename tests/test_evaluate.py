@@ -338,3 +338,31 @@ def test_unwritable_output_is_refused_before_scoring(tiny_evaluation, tmp_path, 
     _, err = run_bad(main, "nnUNetv2_malenia_evaluate", ["-ref", ref_root / "labelsTs", "-pred", pred, "-o", tmp_path],
                      "-o is a folder", capsys)
     assert f"{tmp_path}: -o: is a folder" in err and "evaluate" not in err.split("error:")[0]
+
+
+# --- issue 12: summary n, and seen/unseen as the model was trained -------------------------------------------------
+
+def _add_empty_disease(ref_root: Path) -> None:
+    """pancreas cyst: a reference label no case holds and nothing predicts, so it has no scored case."""
+    dj = json.loads((ref_root / "dataset.json").read_text())
+    dj["labels"]["pancreas cyst"] = 4
+    write_json(dj, ref_root / "dataset.json")
+    attributes = json.loads((ref_root / "malenia_attributes_test.json").read_text())
+    attributes["labels"]["pancreas cyst"] = {"disease": "pancreas cyst"}
+    write_json(attributes, ref_root / "malenia_attributes_test.json")
+
+
+def test_summary_n_counts_only_diseases_with_a_scored_case(tiny_evaluation, tmp_path, capsys):
+    ref_root, pred, _ = tiny_evaluation
+    _add_empty_disease(ref_root)
+    out = tmp_path / "eval.json"
+    main(["-ref", str(ref_root / "labelsTs"), "-pred", str(pred), "-o", str(out), "-np", "1",
+          "--attributes", str(ref_root / "malenia_attributes_test.json")])
+    stdout = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["per_disease"]["pancreas cyst"]["n_cases_scored"] == 0
+    everything = result["summary"]["all"]
+    assert everything["diseases"] == ["kidney cyst", "kidney tumor", "pancreas cyst"]
+    assert everything["diseases_scored"] == ["kidney cyst", "kidney tumor"]
+    assert everything["dice"] == pytest.approx((1.0 + 36 / 54 / 2) / 2)
+    assert [l for l in stdout.splitlines() if l.startswith("mean (all)")][0].split()[2] == "2/3"

@@ -16,7 +16,8 @@ Conventions (see metrics.py, lesions.py and attribute_matching.py for the reason
 - Lesions are connected components (full connectivity) per label; detection = at least one voxel of overlap with
   a lesion of the same disease. Counts are summed over cases before precision / recall / F1.
 - Per-disease means are over cases; the summaries ("all", and "seen" / "unseen" by the knowledge table's
-  ``paper_split`` when the disease is known) average the per-disease means, so each disease weighs the same.
+  ``paper_split`` when the disease is known) average the per-disease means of the diseases with at least one scored
+  case, so each disease weighs the same and their ``n`` counts only those.
 
 Lesion report schema (``REPORTS_DIR/CASE.json``, written by the zero-shot predictor)::
 
@@ -312,7 +313,7 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         "nsd_use_subvoxels": use_subvoxels,
         "empty_convention": "both empty: Dice/NSD null, case left out of the mean; one empty: 0",
         "detection_criterion": "overlap >= 1 voxel with a lesion of the same disease",
-        "summary_mean": "mean of per-disease means (each disease weighs the same)",
+        "summary_mean": "mean of per-disease means over the diseases with a scored case (each weighs the same)",
     }
     result["labels"] = {l.name: {"reference_value": l.reference_value, "prediction_value": l.prediction_value,
                                  "paper_split": l.paper_split} for l in labels}
@@ -373,8 +374,11 @@ def _aggregate(case_results: Sequence[dict], labels: Sequence[EvalLabel], with_a
         for n in names:
             d = per_disease[n]["detection"]
             det += DetectionCounts(d["n_reference"], d["n_predicted"], d["reference_detected"], d["predicted_correct"])
-        summaries[group] = {"diseases": names, "dice": nanmean(per_disease[n]["dice"] for n in names),
-                            "nsd": nanmean(per_disease[n]["nsd"] for n in names), "detection": det.as_dict()}
+        # a disease with no scored case (both masks empty everywhere) has no mean: it is not averaged, not counted
+        scored = [n for n in names if per_disease[n]["n_cases_scored"] > 0]
+        summaries[group] = {"diseases": names, "diseases_scored": scored,
+                            "dice": nanmean(per_disease[n]["dice"] for n in scored),
+                            "nsd": nanmean(per_disease[n]["nsd"] for n in scored), "detection": det.as_dict()}
     out = {"per_case": per_case, "per_disease": per_disease, "summary": summaries}
     if with_reports:
         counts = AttributeCounts()
@@ -405,9 +409,9 @@ def format_table(result: dict) -> str:
         lines.append(row(name, d["paper_split"] or "?", f"{d['n_cases_scored']}/{d['n_cases']}", d))
     lines.append("-" * len(head))
     for group, d in result["summary"].items():
-        lines.append(row(f"mean ({group})", "", str(len(d["diseases"])), d))
-    lines.append("n: cases scored / cases (both empty = not scored); for means: diseases averaged. "
-                 "les*: lesion detection precision / recall / F1")
+        lines.append(row(f"mean ({group})", "", f"{len(d['diseases_scored'])}/{len(d['diseases'])}", d))
+    lines.append("n: cases scored / cases (both empty = not scored); for means: diseases averaged (with a scored "
+                 "case) / diseases. les*: lesion detection precision / recall / F1")
     if result.get("lesion_reports"):
         lines += ["", format_report_table(result)]
     return "\n".join(lines)
