@@ -214,8 +214,9 @@ def write_results_markdown(path: Path, tables: Dict[str, str], times: dict) -> N
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from nnunetv2_malenia.utils.cli import make_parser     # --version and help as every console script
+
+    p = make_parser("nnUNetv2_malenia_demo", __doc__)
     p.add_argument("--work", default="malenia_demo", help="folder for all demo data (default ./malenia_demo)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     p.add_argument("--keep", action="store_true", help="reuse an existing work folder instead of starting fresh")

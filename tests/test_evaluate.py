@@ -237,8 +237,9 @@ def test_cli_end_to_end(tiny_evaluation, tmp_path, capsys):
     assert (tumor["detection"]["recall"], tumor["detection"]["precision"]) == (0.5, 1.0)
     assert set(result["per_disease"]) == {"kidney cyst", "kidney tumor"}     # organ label not evaluated
     assert result["not_evaluated"]["organ_labels"] == ["kidney"]
-    assert result["summary"]["seen"]["diseases"] == ["kidney cyst"]
-    assert result["summary"]["unseen"]["diseases"] == ["kidney tumor"]
+    # nothing says what the model was trained on: no seen/unseen split (the paper's is kept for reference only)
+    assert list(result["summary"]) == ["all"] and (cyst["split"], tumor["split"]) == (None, None)
+    assert (cyst["paper_split"], tumor["paper_split"]) == ("seen", "unseen")
     reports_result = result["lesion_reports"]
     density, shape = reports_result["per_aspect"]["density"], reports_result["per_aspect"]["shape"]
     # density: tumor "hyperdense" accepted by the tumor's table entry; cyst "hyperdense" vs per-case "hypodense";
@@ -338,3 +339,116 @@ def test_unwritable_output_is_refused_before_scoring(tiny_evaluation, tmp_path, 
     _, err = run_bad(main, "nnUNetv2_malenia_evaluate", ["-ref", ref_root / "labelsTs", "-pred", pred, "-o", tmp_path],
                      "-o is a folder", capsys)
     assert f"{tmp_path}: -o: is a folder" in err and "evaluate" not in err.split("error:")[0]
+
+
+# --- issue 12: summary n, and seen/unseen as the model was trained -------------------------------------------------
+
+def _add_empty_disease(ref_root: Path) -> None:
+    """pancreas cyst: a reference label no case holds and nothing predicts, so it has no scored case."""
+    dj = json.loads((ref_root / "dataset.json").read_text())
+    dj["labels"]["pancreas cyst"] = 4
+    write_json(dj, ref_root / "dataset.json")
+    attributes = json.loads((ref_root / "malenia_attributes_test.json").read_text())
+    attributes["labels"]["pancreas cyst"] = {"disease": "pancreas cyst"}
+    write_json(attributes, ref_root / "malenia_attributes_test.json")
+
+
+def _model_folder(root: Path, classes: dict, malenia: bool = True) -> Path:
+    """A trained model folder as far as evaluate reads it: plans.json with the Malenia block's classes."""
+    block = {"format_version": 1, "network": {"num_bank_rows": 1}, "classes": classes, "knowledge_table": {},
+             "bank": {"content_hash": "0", "encoder_id": "none", "texts": ["a round lesion"], "aspects": ["shape"]}}
+    configuration = {"data_identifier": "x", **({"malenia": block} if malenia else {})}
+    folder = root / "Dataset901_X" / "nnUNetTrainerMalenia__nnUNetPlans__3d_fullres"
+    write_json({"configurations": {"3d_fullres": configuration}}, folder / "plans.json")
+    return folder
+
+
+def test_summary_n_counts_only_diseases_with_a_scored_case(tiny_evaluation, tmp_path, capsys):
+    ref_root, pred, _ = tiny_evaluation
+    _add_empty_disease(ref_root)
+    out = tmp_path / "eval.json"
+    main(["-ref", str(ref_root / "labelsTs"), "-pred", str(pred), "-o", str(out), "-np", "1",
+          "--attributes", str(ref_root / "malenia_attributes_test.json")])
+    stdout = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["per_disease"]["pancreas cyst"]["n_cases_scored"] == 0
+    everything = result["summary"]["all"]
+    assert everything["diseases"] == ["kidney cyst", "kidney tumor", "pancreas cyst"]
+    assert everything["diseases_scored"] == ["kidney cyst", "kidney tumor"]
+    assert everything["dice"] == pytest.approx((1.0 + 36 / 54 / 2) / 2)
+    assert [l for l in stdout.splitlines() if l.startswith("mean (all)")][0].split()[2] == "2/3"
+
+
+def test_split_comes_from_the_model_not_the_paper(tiny_evaluation, tmp_path, capsys):
+    ref_root, pred, _ = tiny_evaluation
+    _add_empty_disease(ref_root)
+    # trained on both kidney diseases: kidney tumor is "unseen" in the paper's split, seen for this model
+    model = _model_folder(tmp_path, {"1": "kidney cyst", "2": "kidney tumor", "3": "kidney"})
+    out = tmp_path / "eval.json"
+    main(["-ref", str(ref_root / "labelsTs"), "-pred", str(pred), "-o", str(out), "-np", "1", "-m", str(model),
+          "--attributes", str(ref_root / "malenia_attributes_test.json")])
+    stdout = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["per_disease"]["kidney tumor"]["split"] == "seen"
+    assert result["per_disease"]["kidney tumor"]["paper_split"] == "unseen"
+    assert result["summary"]["seen"]["diseases"] == ["kidney cyst", "kidney tumor"]
+    # the unseen group holds only a disease without a scored case: listed, but no mean and n 0/1
+    unseen = result["summary"]["unseen"]
+    assert (unseen["diseases"], unseen["diseases_scored"], unseen["dice"]) == (["pancreas cyst"], [], None)
+    rows = {l[:13].strip(): l.split() for l in stdout.splitlines()}
+    assert rows["kidney tumor"][2] == "seen" and rows["mean (seen)"][2] == "2/2" and rows["mean (unseen)"][2] == "0/1"
+    assert result["settings"]["split"]["source"] == str(model / "plans.json")
+    assert f"split: seen = a class the model was trained on ({model / 'plans.json'})" in stdout
+
+
+def test_split_from_the_record_nnunetv2_malenia_predict_leaves(tiny_evaluation, tmp_path):
+    from nnunetv2_malenia.inference.predict import PREDICTION_RECORD, prediction_record
+    from nnunetv2_malenia.utils.atomic_io import write_json_atomic
+
+    ref_root, pred, _ = tiny_evaluation
+    # the record predict writes: a model trained on kidney tumor only (the paper would call the cyst seen)
+    write_json_atomic(prediction_record(tmp_path / "model", {1: "kidney tumor"}, ["kidney tumor", "kidney cyst"],
+                                        [0], "checkpoint_final.pth", [], None), pred / PREDICTION_RECORD)
+    result = evaluate_folders(ref_root / "labelsTs", pred, progress=False,
+                              attributes_file=ref_root / "malenia_attributes_test.json")
+    assert result["summary"]["seen"]["diseases"] == ["kidney tumor"]
+    assert result["summary"]["unseen"]["diseases"] == ["kidney cyst"]
+    assert result["settings"]["split"] == {"source": str(pred / PREDICTION_RECORD), "trained_classes": ["kidney tumor"],
+                                           "rule": result["settings"]["split"]["rule"]}
+
+
+def test_split_unknown_is_said_not_guessed(tiny_evaluation, tmp_path, capsys):
+    ref_root, pred, _ = tiny_evaluation
+    out = tmp_path / "eval.json"
+    main(["-ref", str(ref_root / "labelsTs"), "-pred", str(pred), "-o", str(out), "-np", "1",
+          "--attributes", str(ref_root / "malenia_attributes_test.json")])
+    stdout = capsys.readouterr().out
+    rows = {l[:13].strip(): l.split() for l in stdout.splitlines()}
+    assert rows["kidney cyst"][2] == "?" and rows["kidney tumor"][2] == "?" and "mean (seen)" not in rows
+    assert "split ?: the model's trained classes are unknown; give -m MODEL_FOLDER" in stdout
+    assert json.loads(out.read_text())["settings"]["split"]["source"] is None
+
+
+def test_bad_model_folder_or_record_is_refused_and_nothing_written(tiny_evaluation, tmp_path, capsys):
+    from bad_inputs import run_bad
+    from nnunetv2_malenia.inference.predict import PREDICTION_RECORD
+
+    ref_root, pred, _ = tiny_evaluation
+    out = tmp_path / "eval.json"
+    argv = ["-ref", ref_root / "labelsTs", "-pred", pred, "-o", out, "-np", "1"]
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", argv + ["-m", tmp_path / "no_model"], "-m folder missing",
+                     capsys)
+    assert f"{tmp_path / 'no_model'}: -m: folder not found" in err
+    plain = _model_folder(tmp_path / "plain", {"1": "kidney cyst"}, malenia=False)
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", argv + ["-m", plain], "-m model not trained with Malenia",
+                     capsys)
+    assert f"{plain / 'plans.json'}: malenia: no Malenia block" in err
+    write_json({"format_version": 1, "trained_classes": {"one": "kidney cyst"}}, pred / PREDICTION_RECORD)
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", argv, "prediction record with a bad class", capsys)
+    assert f"{pred / PREDICTION_RECORD}: trained_classes.one: expected label value (integer) -> name" in err
+    write_json({"format_version": 1, "trained_classes": {"1": "kidney tumor"}}, pred / PREDICTION_RECORD)
+    model = _model_folder(tmp_path, {"1": "kidney cyst"})
+    _, err = run_bad(main, "nnUNetv2_malenia_evaluate", argv + ["-m", model], "-m is not the model of the record",
+                     capsys)
+    assert f"{pred / PREDICTION_RECORD}: trained_classes: 1: kidney tumor differ from the classes of -m {model}" in err
+    assert not out.exists()

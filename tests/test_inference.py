@@ -171,3 +171,62 @@ def test_predict_refuses_a_model_not_trained_with_malenia(tmp_path, capsys):
                                                         "-device", "cpu"], "model not trained with Malenia",
                      capsys)
     assert "plans.json: malenia: no Malenia block in this plans configuration" in err
+
+
+# --- issue 12: the prediction folder says which model (and so which trained classes) made it ------------------------
+
+def test_prediction_record_round_trip_and_bad_records(tmp_path):
+    import json
+
+    from nnunetv2_malenia.inference.predict import prediction_record, read_trained_classes
+    from nnunetv2_malenia.utils.atomic_io import write_json_atomic
+
+    record = prediction_record(tmp_path / "model", {2: "liver tumor", 1: "kidney cyst"}, ["kidney cyst"], [0],
+                               "checkpoint_final.pth", ["my_table.json"], None)
+    write_json_atomic(record, tmp_path / "record.json")
+    assert read_trained_classes(tmp_path / "record.json") == {1: "kidney cyst", 2: "liver tumor"}
+    assert record["model_folder"] == str((tmp_path / "model").resolve())
+    for bad, where in (({**record, "format_version": 2}, "format_version"),
+                       ({**record, "trained_classes": {}}, "trained_classes"),
+                       ({**record, "trained_classes": {"1": ""}}, "trained_classes.1")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(MaleniaInputError) as e:
+            read_trained_classes(tmp_path / "bad.json")
+        assert [(p.file, p.where) for p in e.value.problems] == [(str(tmp_path / "bad.json"), where)]
+
+
+def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypatch):
+    """predict() up to nnU-Net's predictor, with the predictor replaced: the record must exist when label maps are
+    written, and hold the trained classes of the model's plans, not the zero-shot classes."""
+    import json
+    from types import SimpleNamespace
+
+    from nnunetv2_malenia.inference import predict as predict_module
+    from nnunetv2_malenia.inference import predictor as predictor_module
+
+    records_seen_by_export = []
+
+    class FakePredictor:
+        def __init__(self, **kwargs):
+            pass
+
+        def initialize_from_trained_model_folder(self, folder, folds, checkpoint):
+            self.block = predict_module.model_block(folder)
+
+        def prepare_zero_shot(self, tables, diseases, device):
+            return SimpleNamespace(diseases=("kidney cyst", "liver tumor"))
+
+        def predict_from_files(self, images, out, **kwargs):
+            records_seen_by_export.append(json.loads((tmp_path / "out" / predict_module.PREDICTION_RECORD).read_text()))
+
+    monkeypatch.setattr(predictor_module, "MaleniaPredictor", FakePredictor)
+    monkeypatch.setattr(predict_module, "_device", lambda name: torch.device("cpu"))
+    monkeypatch.setenv("nnUNet_extTrainer", "unused")
+    folder, images = _model_folder(tmp_path)
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    predict_module.main(["-i", str(images), "-o", str(tmp_path / "out"), "-m", str(folder), "-f", "0",
+                         "-device", "cpu", "--no-reports"])
+    (record,) = records_seen_by_export
+    assert record["trained_classes"] == {"1": "kidney cyst"}
+    assert record["predicted_diseases"] == ["kidney cyst", "liver tumor"]
+    assert (record["model_folder"], record["folds"]) == (str(folder.resolve()), [0])

@@ -65,8 +65,7 @@ def test_read_only_folder_is_refused(tmp_path):
 
 
 def _console_scripts():
-    """(name, module) of every console script in setup.cfg but the demo (demo.py is edited on another branch;
-    its --version is left to that branch)."""
+    """(name, module) of every console script in setup.cfg."""
     import configparser
     from pathlib import Path
 
@@ -74,7 +73,7 @@ def _console_scripts():
     cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
     lines = [l.strip() for l in cfg["options.entry_points"]["console_scripts"].splitlines() if l.strip()]
     pairs = [tuple(x.strip() for x in l.split("=")) for l in lines]
-    return [(name, target.split(":")[0]) for name, target in pairs if name != "nnUNetv2_malenia_demo"]
+    return [(name, target.split(":")[0]) for name, target in pairs]
 
 
 @pytest.mark.parametrize("name,module", _console_scripts())

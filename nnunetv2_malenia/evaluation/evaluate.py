@@ -15,8 +15,14 @@ Conventions (see metrics.py, lesions.py and attribute_matching.py for the reason
   (a 2D slice stored as 3D) are scored as 2D.
 - Lesions are connected components (full connectivity) per label; detection = at least one voxel of overlap with
   a lesion of the same disease. Counts are summed over cases before precision / recall / F1.
-- Per-disease means are over cases; the summaries ("all", and "seen" / "unseen" by the knowledge table's
-  ``paper_split`` when the disease is known) average the per-disease means, so each disease weighs the same.
+- Per-disease means are over cases; the summaries ("all", "seen", "unseen") average the per-disease means of the
+  diseases with at least one scored case, so each disease weighs the same and their ``n`` counts only those.
+- Seen / unseen is what the model was trained on: a reference disease is seen when its label name (or its
+  ``--attributes`` disease) is one of the model's trained classes (the ``classes`` of the Malenia block in the model
+  folder's plans.json). They come from ``-m MODEL_FOLDER``, or from ``PRED_DIR/malenia_prediction.json``, which
+  nnUNetv2_malenia_predict writes. Without either the split is unknown (``?``) and only "all" is summarised; the
+  knowledge table's ``paper_split`` is kept in the result for reference, but a model need not have been trained on
+  the paper's split.
 
 Lesion report schema (``REPORTS_DIR/CASE.json``, written by the zero-shot predictor)::
 
@@ -65,6 +71,7 @@ class EvalLabel:
     reference_value: int
     prediction_value: Optional[int]  # None: the prediction has no label of that name (scored as empty)
     paper_split: Optional[str]       # 'seen' / 'unseen' from the knowledge table, None when unknown
+    split: Optional[str] = None      # 'seen' / 'unseen': among the model's trained classes; None when unknown
 
 
 @dataclass(frozen=True)
@@ -205,11 +212,12 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
                      knowledge_tables: Sequence[Path | str] = (), prediction_dataset_json: Path | str | None = None,
                      reference_dataset_json: Path | str | None = None, nsd_tolerance_mm: float = 2.0,
                      num_processes: int = 1, use_subvoxels: bool = False, progress: bool = True,
-                     label_map: Mapping[str, str] | None = None) -> dict:
+                     label_map: Mapping[str, str] | None = None, model_folder: Path | str | None = None) -> dict:
     """Evaluate every reference case of ``reference_dir`` against the same file name in ``prediction_dir``.
 
     ``label_map``: prediction label name -> reference label name, for predictions whose dataset.json names the
     diseases differently (e.g. plain ``nnUNetv2_predict`` output with a training dataset's MSD-style names).
+    ``model_folder``: the trained model whose classes are "seen" (see :func:`trained_classes`).
 
     Returns the result dict (also written atomically to ``output_file`` when given). Raises MaleniaInputError with
     every problem found (missing files, label maps on different grids, bad reports, no label name shared by
@@ -226,9 +234,12 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         problems.append(Problem(str(reports_dir), "--reports", "folder not found"))
     if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
         problems.append(Problem("", "--nsd-tolerance", f"must be a number >= 0 (mm), got {nsd_tolerance_mm}"))
+    if model_folder is not None and not Path(model_folder).is_dir():
+        problems.append(Problem(str(model_folder), "-m", "folder not found"))
     if output_file is not None:
         problems += file_problems(output_file, "-o")     # before the scoring, not after it
     raise_if_problems(problems)
+    trained, split_source = trained_classes(prediction_dir, model_folder)
 
     ref_dj_file = Path(reference_dataset_json or reference_dir.parent / "dataset.json")
     pred_dj_file = Path(prediction_dataset_json or prediction_dir / "dataset.json")
@@ -248,17 +259,24 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         attributes = parse_dataset_attributes(read_json(attributes_file, "attribute file"), ref_dj,
                                               str(attributes_file), None, str(ref_dj_file))
 
-    def paper_split(name: str) -> Optional[str]:
-        disease = name
+    def disease_of(name: str) -> str:
         if attributes is not None and attributes.labels[name].disease:
-            disease = attributes.labels[name].disease
+            return attributes.labels[name].disease
+        return name
+
+    def paper_split(name: str) -> Optional[str]:
         for t in (table, attributes.knowledge_table if attributes is not None else None):
-            if t is not None and disease in t:
-                return t[disease].paper_split
+            if t is not None and disease_of(name) in t:
+                return t[disease_of(name)].paper_split
         return None
 
+    def split(name: str) -> Optional[str]:
+        if trained is None:
+            return None
+        return "seen" if {name, disease_of(name)} & set(trained.values()) else "unseen"
+
     organ_labels = [n for n in ref_labels if attributes is not None and not attributes.labels[n].is_lesion]
-    labels = tuple(EvalLabel(n, v, pred_labels.get(n), paper_split(n)) for n, v in ref_labels.items()
+    labels = tuple(EvalLabel(n, v, pred_labels.get(n), paper_split(n), split(n)) for n, v in ref_labels.items()
                    if n not in organ_labels)
     if not labels:
         raise MaleniaInputError(Problem(str(ref_dj_file), "labels", "no lesion label to evaluate"))
@@ -312,10 +330,12 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
         "nsd_use_subvoxels": use_subvoxels,
         "empty_convention": "both empty: Dice/NSD null, case left out of the mean; one empty: 0",
         "detection_criterion": "overlap >= 1 voxel with a lesion of the same disease",
-        "summary_mean": "mean of per-disease means (each disease weighs the same)",
+        "summary_mean": "mean of per-disease means over the diseases with a scored case (each weighs the same)",
+        "split": {"source": split_source, "trained_classes": sorted(trained.values()) if trained is not None else None,
+                  "rule": "seen: the reference label's name (or its --attributes disease) is a trained class"},
     }
     result["labels"] = {l.name: {"reference_value": l.reference_value, "prediction_value": l.prediction_value,
-                                 "paper_split": l.paper_split} for l in labels}
+                                 "split": l.split, "paper_split": l.paper_split} for l in labels}
     result["not_evaluated"] = {"organ_labels": organ_labels,
                                "prediction_only_labels": sorted(set(pred_labels) - set(ref_labels)),
                                "prediction_files_without_reference": extra}
@@ -324,6 +344,31 @@ def evaluate_folders(reference_dir: Path | str, prediction_dir: Path | str, outp
 
         write_json_atomic(result, output_file)
     return result
+
+
+def trained_classes(prediction_dir: Path, model_folder: Path | str | None = None
+                    ) -> Tuple[Optional[Dict[int, str]], Optional[str]]:
+    """(label value -> name of the classes the model was trained on, the file that says so), or (None, None).
+
+    From ``model_folder``'s plans.json (its Malenia block's ``classes``), else from the record
+    nnUNetv2_malenia_predict leaves in ``prediction_dir``. With both, they must agree: a record naming other
+    classes means these label maps were made by another model than ``-m``."""
+    from nnunetv2_malenia.inference.predict import PREDICTION_RECORD, model_block, read_trained_classes
+
+    record = prediction_dir / PREDICTION_RECORD
+    recorded = read_trained_classes(record) if record.is_file() else None
+    if model_folder is None:
+        return recorded, (str(record) if recorded is not None else None)
+    model_classes = dict(model_block(Path(model_folder)).classes)
+    if recorded is not None and recorded != model_classes:
+        raise MaleniaInputError(Problem(str(record), "trained_classes", (
+            f"{_names(recorded)} differ from the classes of -m {model_folder} ({_names(model_classes)}): these "
+            f"label maps were predicted by another model")))
+    return model_classes, str(Path(model_folder) / "plans.json")
+
+
+def _names(classes: Mapping[int, str]) -> str:
+    return ", ".join(f"{v}: {n}" for v, n in sorted(classes.items()))
 
 
 def _renamed(pred_labels: Dict[str, int], label_map: Mapping[str, str], ref_labels: Mapping[str, int],
@@ -358,23 +403,26 @@ def _aggregate(case_results: Sequence[dict], labels: Sequence[EvalLabel], with_a
         det = DetectionCounts()
         for row in rows:
             det += DetectionCounts(**row["lesions"])
-        per_disease[l.name] = {"paper_split": l.paper_split, "n_cases": len(rows),
+        per_disease[l.name] = {"split": l.split, "paper_split": l.paper_split, "n_cases": len(rows),
                                "n_cases_scored": sum(row["dice"] is not None for row in rows),
                                "dice": nanmean(row["dice"] for row in rows),
                                "nsd": nanmean(row["nsd"] for row in rows),
                                "detection": det.as_dict()}
     summaries = {}
     for group, names in (("all", [l.name for l in labels]),
-                         ("seen", [l.name for l in labels if l.paper_split == "seen"]),
-                         ("unseen", [l.name for l in labels if l.paper_split == "unseen"])):
+                         ("seen", [l.name for l in labels if l.split == "seen"]),
+                         ("unseen", [l.name for l in labels if l.split == "unseen"])):
         if not names:
             continue
         det = DetectionCounts()
         for n in names:
             d = per_disease[n]["detection"]
             det += DetectionCounts(d["n_reference"], d["n_predicted"], d["reference_detected"], d["predicted_correct"])
-        summaries[group] = {"diseases": names, "dice": nanmean(per_disease[n]["dice"] for n in names),
-                            "nsd": nanmean(per_disease[n]["nsd"] for n in names), "detection": det.as_dict()}
+        # a disease with no scored case (both masks empty everywhere) has no mean: it is not averaged, not counted
+        scored = [n for n in names if per_disease[n]["n_cases_scored"] > 0]
+        summaries[group] = {"diseases": names, "diseases_scored": scored,
+                            "dice": nanmean(per_disease[n]["dice"] for n in scored),
+                            "nsd": nanmean(per_disease[n]["nsd"] for n in scored), "detection": det.as_dict()}
     out = {"per_case": per_case, "per_disease": per_disease, "summary": summaries}
     if with_reports:
         counts = AttributeCounts()
@@ -402,12 +450,16 @@ def format_table(result: dict) -> str:
                 f"  {_fmt(det['recall'])}  {_fmt(det['f1'])}")
 
     for name, d in result["per_disease"].items():
-        lines.append(row(name, d["paper_split"] or "?", f"{d['n_cases_scored']}/{d['n_cases']}", d))
+        lines.append(row(name, d["split"] or "?", f"{d['n_cases_scored']}/{d['n_cases']}", d))
     lines.append("-" * len(head))
     for group, d in result["summary"].items():
-        lines.append(row(f"mean ({group})", "", str(len(d["diseases"])), d))
-    lines.append("n: cases scored / cases (both empty = not scored); for means: diseases averaged. "
-                 "les*: lesion detection precision / recall / F1")
+        lines.append(row(f"mean ({group})", "", f"{len(d['diseases_scored'])}/{len(d['diseases'])}", d))
+    lines.append("n: cases scored / cases (both empty = not scored); for means: diseases averaged (with a scored "
+                 "case) / diseases. les*: lesion detection precision / recall / F1")
+    source = result["settings"]["split"]["source"]
+    lines.append(f"split: seen = a class the model was trained on ({source})" if source else
+                 "split ?: the model's trained classes are unknown; give -m MODEL_FOLDER (nnUNetv2_malenia_predict "
+                 "records them in PRED_DIR/malenia_prediction.json)")
     if result.get("lesion_reports"):
         lines += ["", format_report_table(result)]
     return "\n".join(lines)
@@ -443,8 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attributes", metavar="FILE",
                    help="reference attributes in malenia_attributes.json format (e.g. malenia_attributes_test.json)")
     p.add_argument("--reports", metavar="REPORTS_DIR", help="per-case lesion reports CASE.json of the predictor")
+    p.add_argument("-m", metavar="MODEL_FOLDER", dest="model_folder",
+                   help="trained model folder (TRAINER__PLANS__CONFIGURATION): its classes are the seen diseases. "
+                        "Needed only when PRED_DIR lacks the malenia_prediction.json nnUNetv2_malenia_predict writes")
     p.add_argument("--knowledge-table", nargs="+", default=[], metavar="FILE",
-                   help="extra knowledge-table files (seen/unseen split of user diseases)")
+                   help="extra knowledge-table files (the paper's split of user diseases, kept in the result)")
     p.add_argument("-djfile", metavar="DATASET_JSON", help="dataset.json naming the predicted labels "
                                                             "(default PRED_DIR/dataset.json)")
     p.add_argument("--ref-dataset-json", metavar="FILE", help="dataset.json naming the reference labels "
@@ -467,7 +522,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                   reports_dir=args.reports, knowledge_tables=args.knowledge_table,
                                   prediction_dataset_json=args.djfile, reference_dataset_json=args.ref_dataset_json,
                                   nsd_tolerance_mm=args.nsd_tolerance, num_processes=args.num_processes,
-                                  use_subvoxels=args.nsd_subvoxels, label_map=label_map)
+                                  use_subvoxels=args.nsd_subvoxels, label_map=label_map,
+                                  model_folder=args.model_folder)
     except MaleniaInputError as e:
         exit_with_problems(e, f"{len(e.problems)} problem(s) found; nothing written")
     print(format_table(result))

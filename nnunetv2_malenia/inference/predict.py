@@ -4,7 +4,8 @@
     nnUNetv2_malenia_predict -i IMAGES -o OUT -d 901 -c 3d_fullres [-tr nnUNetTrainerMalenia] [--overlay]
 
 Writes OUT/CASE.nii.gz label maps whose labels are the knowledge table's diseases (OUT/dataset.json names them),
-OUT/reports/CASE.json per case, and with --overlay OUT/overlays/CASE_lesionN.png.
+OUT/reports/CASE.json per case, with --overlay OUT/overlays/CASE_lesionN.png, and OUT/malenia_prediction.json: the
+model folder and the classes it was trained on, which nnUNetv2_malenia_evaluate reads for its seen/unseen split.
 
     nnUNetv2_malenia_predict -i IMAGES -o OUT -m MODEL_FOLDER --describe-masks MASKS
 
@@ -17,18 +18,23 @@ import argparse
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 from nnunetv2_malenia.utils.cli import folder_problems, make_parser
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
 REPORTS_SUBFOLDER = "reports"
 OVERLAYS_SUBFOLDER = "overlays"
+# What made this folder's label maps. nnU-Net's own OUT/plans.json holds every configuration of the plans and
+# OUT/dataset.json the zero-shot classes, so neither says which classes the model was trained on.
+PREDICTION_RECORD = "malenia_prediction.json"
+RECORD_FORMAT = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,40 +96,40 @@ def model_problems(folder: Path, folds: Optional[Sequence[str]], checkpoint: str
     """What nnU-Net's predictor would crash on (a JSON traceback, ``UnboundLocalError`` for a fold without its
     checkpoint) or load wrongly (a model not trained with nnUNetTrainerMalenia), found before it loads anything."""
     problems: List[Problem] = []
-    plans_file = folder / "plans.json"
-    try:
-        plans = read_json(plans_file, "model plans")
-        read_json(folder / "dataset.json", "model dataset.json")
-    except MaleniaInputError as e:
-        problems += e.problems
-        plans = None
-    if plans is not None:
-        configurations = plans.get("configurations")
-        if not isinstance(configurations, dict) or not configurations:
-            problems.append(Problem(str(plans_file), "configurations", "missing or empty: not an nnU-Net plans file"))
-        else:
-            problems += _block_problems(plans, folder.name, str(plans_file))
+    for check in (lambda: model_block(Path(folder)),
+                  lambda: read_json(Path(folder) / "dataset.json", "model dataset.json")):
+        try:
+            check()
+        except MaleniaInputError as e:
+            problems += e.problems
     problems += _checkpoint_problems(folder, folds, checkpoint)
     return problems
 
 
-def _block_problems(plans: dict, folder_name: str, plans_file: str) -> List[Problem]:
-    """The Malenia block of the model's configuration (named by the folder TRAINER__PLANS__CONFIGURATION)."""
+def model_block(folder: Path):
+    """The Malenia block of a trained model folder's plans.json, in the configuration the folder's name
+    TRAINER__PLANS__CONFIGURATION names (the first one when the folder was renamed); MaleniaInputError naming
+    plans.json and the field otherwise."""
     from nnunetv2_malenia.training.plans_block import read_block
 
-    parts = folder_name.split("__")
-    configurations = plans["configurations"]
+    plans_file = Path(folder) / "plans.json"
+    plans = read_json(plans_file, "model plans")
+    configurations = plans.get("configurations")
+    if not isinstance(configurations, dict) or not configurations:
+        raise MaleniaInputError(Problem(str(plans_file), "configurations",
+                                        "missing or empty: not an nnU-Net plans file"))
+    parts = Path(folder).name.split("__")
     name = parts[2] if len(parts) == 3 else next(iter(configurations))
     if name not in configurations:
-        return [Problem(plans_file, "configurations", f"no configuration {name!r} (the model folder's name says "
-                                                      f"so); it has {', '.join(configurations)}")]
+        raise MaleniaInputError(Problem(str(plans_file), "configurations", f"no configuration {name!r} (the model "
+                                        f"folder's name says so); it has {', '.join(configurations)}"))
     try:
-        read_block(_resolved(configurations, name), plans_file)
-    except MaleniaInputError as e:
-        return list(e.problems)
-    except (KeyError, TypeError, AttributeError) as e:
-        return [Problem(plans_file, f"configurations.{name}", f"cannot be read ({type(e).__name__}: {e})")]
-    return []
+        return read_block(_resolved(configurations, name), str(plans_file))
+    except MaleniaInputError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as e:      # e.g. a class value that is not a number
+        raise MaleniaInputError(Problem(str(plans_file), f"configurations.{name}",
+                                        f"cannot be read ({type(e).__name__}: {e})"))
 
 
 def _resolved(configurations: dict, name: str, depth: int = 0) -> dict:
@@ -191,6 +197,40 @@ def given_masks(cases: dict, folder: str, file_ending: str) -> Dict[str, Path]:
     return masks
 
 
+def prediction_record(model_folder: str, trained_classes: Mapping[int, str], diseases: Sequence[str],
+                      folds: Optional[Sequence], checkpoint: str, knowledge_tables: Sequence[str],
+                      described_masks: Optional[str]) -> dict:
+    """The content of OUT/malenia_prediction.json (read back by :func:`read_trained_classes`)."""
+    from nnunetv2_malenia import __version__
+
+    return {"format_version": RECORD_FORMAT, "written_by": f"nnUNetv2_malenia_predict {__version__}",
+            "model_folder": str(Path(model_folder).resolve()), "folds": list(folds) if folds else None,
+            "checkpoint": checkpoint,
+            # label value -> name of the training dataset: the seen classes ("classes" of the plans' Malenia block)
+            "trained_classes": {str(v): n for v, n in sorted(trained_classes.items())},
+            "predicted_diseases": list(diseases), "knowledge_tables": [str(t) for t in knowledge_tables],
+            "described_masks": str(described_masks) if described_masks else None}
+
+
+def read_trained_classes(record_file: Path | str) -> Dict[int, str]:
+    """Label value -> name of the classes the model was trained on, from a prediction record; MaleniaInputError
+    naming the file and the field when it is not one this package wrote."""
+    record_file = str(record_file)
+    raw = read_json(record_file, "prediction record")
+    if raw.get("format_version") != RECORD_FORMAT:
+        raise MaleniaInputError(Problem(record_file, "format_version", f"unsupported {raw.get('format_version')!r}; "
+                                                                      f"this package reads {RECORD_FORMAT}"))
+    classes = raw.get("trained_classes")
+    if not isinstance(classes, dict) or not classes:
+        raise MaleniaInputError(Problem(record_file, "trained_classes", "missing, empty or not an object of label "
+                                                                       "value -> name"))
+    problems = [Problem(record_file, f"trained_classes.{v}", f"expected label value (integer) -> name, got "
+                                                             f"{v!r}: {n!r}")
+                for v, n in classes.items() if not (str(v).isdigit() and isinstance(n, str) and n)]
+    raise_if_problems(problems)
+    return {int(v): n for v, n in classes.items()}
+
+
 def predict(args) -> List[dict]:
     from nnunetv2_malenia.inference.lesion_report import LesionReporter
     from nnunetv2_malenia.inference.predictor import MaleniaPredictor
@@ -214,6 +254,9 @@ def predict(args) -> List[dict]:
     print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}")
 
     out = Path(args.o)
+    # before any label map: the record names the model that writes them
+    write_json_atomic(prediction_record(model_folder, predictor.block.classes, classes.diseases, folds, args.chk,
+                                        args.knowledge_table, args.describe_masks), out / PREDICTION_RECORD)
     if masks is not None:
         lesion_maps, naming = masks, "model"
     else:

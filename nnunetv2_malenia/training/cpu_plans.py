@@ -18,13 +18,13 @@ configuration, so run this after it.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
+from nnunetv2_malenia.utils.cli import make_parser
 
 CPU_CONFIGURATION = "3d_cpu"
 PARENT_CONFIGURATION = "3d_fullres"
@@ -66,8 +66,7 @@ def add_cpu_configuration(plans_file: Path) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="nnUNetv2_malenia_cpu_plans", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser("nnUNetv2_malenia_cpu_plans", __doc__)
     p.add_argument("-d", required=True, help="dataset name or id (planned with -c 3d_fullres)")
     p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     args = p.parse_args(argv)
