@@ -26,7 +26,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu_check")
     out = root / "report"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--budget-s", str(BUDGET_S), "--work",
-                           str(root / "work"), "--out", str(out)], capture_output=True, text=True, timeout=600,
+                           str(root / "work"), "--out", str(out)], capture_output=True, text=True, timeout=900,
                           cwd=root)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return out, json.loads((out / "benchmark.json").read_text()), proc.stdout
