@@ -364,32 +364,64 @@ def versions() -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------------------------------------ run
-def run(profile_name: str, work: Path, out: Path) -> dict:
-    p = PROFILES[profile_name]
-    started = time.time()
+# ------------------------------------------------------------------------- steps shared with benchmarks/gpu_check.py
+def fresh_work_folder(work: Path, owner: str) -> None:
+    """Empty ``work`` for a new run; only ever delete a folder one of these scripts made (a mistyped --work must not
+    wipe someone's data)."""
     if work.exists() and any(work.iterdir()):
-        # only ever delete a folder this script made: a mistyped --work must not wipe someone's data
         if not (work / MARKER).is_file():
             sys.exit(f"{work} is not empty and is no work folder of this benchmark (no {MARKER}); choose another")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / MARKER).write_text("work folder of benchmarks/bench_zero_shot.py; deleted on the next run\n")
+    (work / MARKER).write_text(f"work folder of {owner}; deleted on the next run\n")
+
+
+def plan_and_preprocess(bench: Bench, title: str, dataset_ids: Sequence[int]) -> None:
+    """nnU-Net's planner on the datasets, and the 3d_cpu configuration when the profile trains on it."""
+    p = bench.profile
+    # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
+    Step({k: v for k, v in bench.env.items() if k != "nnUNet_n_proc_DA"}, bench.step.log_folder, bench.times)(
+        f"plan and preprocess {title}", "nnUNetv2_plan_and_preprocess", "-d", *map(str, dataset_ids),
+        "-c", "3d_fullres", "-npfp", str(p.workers), "-np", str(p.workers),
+        *(["--verify_dataset_integrity"] if p.verify else []))
+    if p.configuration == "3d_cpu":
+        from nnunetv2_malenia.training.cpu_plans import add_cpu_configuration
+
+        for dataset_id in dataset_ids:
+            add_cpu_configuration(bench.work / "nnUNet_preprocessed" / bench.dataset(dataset_id).name
+                                  / "nnUNetPlans.json")
+
+
+def predict_zero_shot(bench: Bench, arm: str, trainer: str, common: Sequence[str]) -> None:
+    """A Malenia model trained on A, on C's test set: label maps, then lesion reports, then the reference lesions
+    described (``--describe-masks``), into work/predictions/ARM, ARM/reports and ARM_reference_lesions/reports."""
+    p, C, pred = bench.profile, bench.dataset(UNSEEN_ID), bench.work / "predictions"
+    zero_shot = ["nnUNetv2_malenia_predict", "-i", str(C / "imagesTs"), "-o", str(pred / arm), "-m",
+                 str(bench.model(SEEN_ID, trainer)), *common]
+    # Label maps first, timed like nnUNetv2_predict; the reports come from a second call that finds every
+    # label map written (--continue_prediction) and only describes lesions. Their cost grows with the
+    # number of predicted components (hundreds of fragments from an under-trained model), so it must not
+    # be mistaken for sliding-window time.
+    bench.measured(f"predict {arm} on C test", *zero_shot, "--no-reports")
+    bench.measured(f"lesion reports {arm} on C test", *zero_shot, "--continue_prediction")
+    # naming apart from finding: the model describes the true lesions of C's test set (masks given)
+    bench.step(f"describe reference lesions {arm} on C test", "nnUNetv2_malenia_predict", "-i",
+               str(C / "imagesTs"), "-o", str(pred / f"{arm}_reference_lesions"), "-m",
+               str(bench.model(SEEN_ID, trainer)), "-f", p.fold, "-device", p.device,
+               "--describe-masks", str(C / "labelsTs"))
+
+
+# ------------------------------------------------------------------------------------------------------------ run
+def run(profile_name: str, work: Path, out: Path) -> dict:
+    p = PROFILES[profile_name]
+    started = time.time()
+    fresh_work_folder(work, "benchmarks/bench_zero_shot.py")
     bench = Bench(work, p)
     A, B, C = (bench.dataset(i) for i in (SEEN_ID, MERGED_ID, UNSEEN_ID))
     bench.timed("phantoms A (seen) and C (unseen)", write_phantoms, bench)
     bench.timed("dataset B (A, lesion labels merged)", write_merged_dataset, A, B)
     bench.step("text bank of A", "nnUNetv2_malenia_build_bank", str(SEEN_ID))
-    # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
-    Step({k: v for k, v in bench.env.items() if k != "nnUNet_n_proc_DA"}, bench.step.log_folder, bench.times)(
-        "plan and preprocess A, B, C", "nnUNetv2_plan_and_preprocess", "-d", str(SEEN_ID), str(MERGED_ID),
-        str(UNSEEN_ID), "-c", "3d_fullres", "-npfp", str(p.workers), "-np", str(p.workers),
-        *(["--verify_dataset_integrity"] if p.verify else []))
-    if p.configuration == "3d_cpu":
-        from nnunetv2_malenia.training.cpu_plans import add_cpu_configuration
-
-        for dataset in (A, B, C):
-            add_cpu_configuration(work / "nnUNet_preprocessed" / dataset.name / "nnUNetPlans.json")
+    plan_and_preprocess(bench, "A, B, C", (SEEN_ID, MERGED_ID, UNSEEN_ID))
 
     arms = {"malenia": (SEEN_ID, p.malenia_trainer), "agnostic": (MERGED_ID, p.baseline_trainer),
             "supervised": (UNSEEN_ID, p.baseline_trainer)}
@@ -409,19 +441,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
             bench.measured(f"predict {arm} on C test", "nnUNetv2_predict", "-i", str(C / "imagesTs"), "-o",
                            str(pred / arm), "-d", str(dataset_id), "-c", p.configuration, "-tr", trainer, *common)
         elif arm != "per_class":                  # Malenia and its ablations: zero-shot, then lesion reports
-            zero_shot = ["nnUNetv2_malenia_predict", "-i", str(C / "imagesTs"), "-o", str(pred / arm), "-m",
-                         str(bench.model(SEEN_ID, trainer)), *common]
-            # Label maps first, timed like nnUNetv2_predict; the reports come from a second call that finds every
-            # label map written (--continue_prediction) and only describes lesions. Their cost grows with the
-            # number of predicted components (hundreds of fragments from an under-trained model), so it must not
-            # be mistaken for sliding-window time.
-            bench.measured(f"predict {arm} on C test", *zero_shot, "--no-reports")
-            bench.measured(f"lesion reports {arm} on C test", *zero_shot, "--continue_prediction")
-            # naming apart from finding: the model describes the true lesions of C's test set (masks given)
-            bench.step(f"describe reference lesions {arm} on C test", "nnUNetv2_malenia_predict", "-i",
-                       str(C / "imagesTs"), "-o", str(pred / f"{arm}_reference_lesions"), "-m",
-                       str(bench.model(SEEN_ID, trainer)), "-f", p.fold, "-device", p.device,
-                       "--describe-masks", str(C / "labelsTs"))
+            predict_zero_shot(bench, arm, trainer, common)
     if p.per_class_arm:
         # Seen lesions: Malenia restricted to A's diseases, the per-class baseline knows exactly those
         bench.measured("predict malenia on A test", "nnUNetv2_malenia_predict", "-i", str(A / "imagesTs"), "-o",

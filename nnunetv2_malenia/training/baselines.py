@@ -5,7 +5,9 @@ The GPU schedule needs no class here: nnU-Net's own ``nnUNetTrainer_250epochs`` 
 """
 from __future__ import annotations
 
-from nnunetv2_malenia.training.schedule import CPU_ADAMW, CPU_DEMO, SMOKE_2x2, TESTS_5x4, ScheduledTrainer
+from nnunetv2_malenia.training.schedule import (CPU_ADAMW, CPU_DEMO, SMOKE_2x2, TESTS_5x4, TIME_BUDGET,
+                                                TIME_BUDGET_2ITERS, ScheduledTrainer)
+from nnunetv2_malenia.training.time_budget import TimeBudgetMixin
 
 
 class nnUNetTrainer_2epochs_2iters(ScheduledTrainer):
@@ -22,3 +24,14 @@ class nnUNetTrainer_CPUDemo(ScheduledTrainer):
     """Matches nnUNetTrainerMalenia_CPUDemo (schedule and optimizer)."""
     schedule = CPU_DEMO
     adamw = CPU_ADAMW
+
+
+class nnUNetTrainer_TimeBudget(TimeBudgetMixin, ScheduledTrainer):
+    """Matches nnUNetTrainerMalenia_TimeBudget (MALENIA_TIME_BUDGET_S seconds, same epochs and optimizer)."""
+    schedule = TIME_BUDGET
+    adamw = CPU_ADAMW
+
+
+class nnUNetTrainer_TimeBudget_2iters(nnUNetTrainer_TimeBudget):
+    """Matches nnUNetTrainerMalenia_TimeBudget_2iters."""
+    schedule = TIME_BUDGET_2ITERS

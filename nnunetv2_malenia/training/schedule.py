@@ -21,6 +21,11 @@ TESTS_5x4 = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_pe
 # poly schedule) 40 steps, and nnU-Net's validation pseudo-Dice a point every 25 iterations.
 CPU_DEMO = dict(num_epochs=40, num_iterations_per_epoch=25, num_val_iterations_per_epoch=3)
 GPU_250 = dict(num_epochs=250)
+# Wall-clock budget runs (time_budget.py): num_epochs is only a cap, the budget ends the loop. Epochs of 25 iterations
+# as in the CPU regime (learning-rate steps and pseudo-Dice points); the 2-iteration epochs let a budget of seconds
+# end on a CPU after an epoch or two (the GPU check's CPU path in CI).
+TIME_BUDGET = dict(num_epochs=1000, num_iterations_per_epoch=25, num_val_iterations_per_epoch=3)
+TIME_BUDGET_2ITERS = dict(TIME_BUDGET, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
 
 # AdamW at 1e-3 for short schedules: on a fixed batch of two phantom cases it fits every lesion within 100-200 steps
 # where nnU-Net's SGD (1e-2, momentum 0.99) needs 400-600 (issue #11, benchmarks/overfit_check.py). A tenth of the

@@ -6,7 +6,9 @@ The ablation variants follow Tables 3-4 of the paper; each trains into its own r
 from __future__ import annotations
 
 from nnunetv2_malenia.training.paper_optimizer import PAPER_ADAMW
-from nnunetv2_malenia.training.schedule import CPU_ADAMW, CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4
+from nnunetv2_malenia.training.schedule import (CPU_ADAMW, CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4, TIME_BUDGET,
+                                                TIME_BUDGET_2ITERS)
+from nnunetv2_malenia.training.time_budget import TimeBudgetMixin
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
 
 
@@ -92,3 +94,16 @@ class nnUNetTrainerMalenia_MaskBranchOnly_250epochs(nnUNetTrainerMalenia_MaskBra
 
 class nnUNetTrainerMalenia_TextBranchOnly_250epochs(nnUNetTrainerMalenia_TextBranchOnly):
     schedule = GPU_250
+
+
+# --- a wall-clock budget instead of an epoch count (MALENIA_TIME_BUDGET_S; time_budget.py) -------------------------
+class nnUNetTrainerMalenia_TimeBudget(TimeBudgetMixin, nnUNetTrainerMalenia):
+    """Trains for MALENIA_TIME_BUDGET_S seconds: epochs of 25 iterations, AdamW 1e-3 with warm-up and cosine decay
+    measured against the budget (benchmarks/gpu_check.py, GPU path)."""
+    schedule = TIME_BUDGET
+    adamw = CPU_ADAMW
+
+
+class nnUNetTrainerMalenia_TimeBudget_2iters(nnUNetTrainerMalenia_TimeBudget):
+    """The same with epochs of two iterations, for budgets of seconds (gpu_check.py's CPU path)."""
+    schedule = TIME_BUDGET_2ITERS
