@@ -24,6 +24,8 @@ class nnUNetTrainer_CPUDemo(ScheduledTrainer):
     """Matches nnUNetTrainerMalenia_CPUDemo (schedule and optimizer)."""
     schedule = CPU_DEMO
     adamw = CPU_ADAMW
+    augment = False             # see ScheduledTrainer.augment
+
 
 
 class nnUNetTrainer_TimeBudget(TimeBudgetMixin, ScheduledTrainer):

@@ -28,10 +28,12 @@ class nnUNetTrainerMalenia_2epochs_2iters(nnUNetTrainerMalenia):
 
 
 class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
-    """The CPU regime (demo and quick benchmark): 40 epochs of 25 iterations with AdamW 1e-3, warm-up then cosine;
-    train it on the halved-width ``3d_cpu`` configuration (nnUNetv2_malenia_cpu_plans). README, "CPU regime"."""
+    """The CPU regime (demo and quick benchmark): 40 epochs of 25 iterations with AdamW 1e-3, warm-up then cosine,
+    no data augmentation; train it on the halved-width ``3d_cpu`` configuration (nnUNetv2_malenia_cpu_plans).
+    README, "CPU regime"."""
     schedule = CPU_DEMO
     adamw = CPU_ADAMW
+    augment = False             # see ScheduledTrainer.augment
 
 
 class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
