@@ -31,8 +31,27 @@ def test_paper_warmup_length_fits_short_schedules():
 
 
 def test_adamw_variant_configures_the_paper_optimizer():
-    trainer = SimpleNamespace(network=torch.nn.Linear(3, 2), num_epochs=250)
+    trainer = SimpleNamespace(network=torch.nn.Linear(3, 2), num_epochs=250, adamw=nnUNetTrainerMalenia_AdamW.adamw)
     optimizer, scheduler = nnUNetTrainerMalenia_AdamW.configure_optimizers(trainer)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["weight_decay"] == 1e-5
     assert scheduler.warmup_epochs == 40 and scheduler.lr_at(39) == pytest.approx(PAPER_LR)
+
+
+def test_cpu_regime_optimizer_and_no_augmentation():
+    """The CPU regime's trainers, Malenia and plain alike: AdamW 1e-3 warming up over 4 of 40 epochs, and nnU-Net's
+    validation transforms (no augmentation) for training."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunetv2_malenia.training.baselines import nnUNetTrainer_CPUDemo
+    from nnunetv2_malenia.training.variants import nnUNetTrainerMalenia_CPUDemo
+
+    for cls in (nnUNetTrainerMalenia_CPUDemo, nnUNetTrainer_CPUDemo):
+        trainer = SimpleNamespace(network=torch.nn.Linear(3, 2), num_epochs=cls.schedule["num_epochs"],
+                                  adamw=cls.adamw, augment=cls.augment)
+        optimizer, scheduler = cls.configure_optimizers(trainer)
+        assert isinstance(optimizer, torch.optim.AdamW) and scheduler.warmup_epochs == 4
+        assert scheduler.lr_at(4) == pytest.approx(1e-3)
+        transforms = cls.get_training_transforms(trainer, (48, 48, 48), None, None, (0, 1, 2), False)
+        plain = nnUNetTrainer.get_validation_transforms(None)
+        assert [type(t) for t in transforms.transforms] == [type(t) for t in plain.transforms]
