@@ -10,8 +10,8 @@
     the same on the held-out seen test set              nnUNetv2_malenia_predict + nnUNetv2_malenia_evaluate
     naming the true unseen lesions (masks given)        nnUNetv2_malenia_predict --describe-masks + evaluate
 
-Profiles: ``cpu`` (default; the CPU regime of README: 1,000 iterations on 48^3 phantoms, 27 minutes on 2 cores as
-measured, with stones and lung tumours found and soft-tissue lesions not yet) and ``gpu`` (larger volumes, 250
+Profiles: ``cpu`` (default; the CPU regime of README: 1,000 iterations on 48^3 phantoms, 20 minutes on 2 cores as
+measured; stones and lung tumours are found, soft-tissue lesions barely yet) and ``gpu`` (larger volumes, 250
 epochs, one GPU).
 """
 from __future__ import annotations
