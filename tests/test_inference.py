@@ -230,3 +230,19 @@ def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypat
     assert record["trained_classes"] == {"1": "kidney cyst"}
     assert record["predicted_diseases"] == ["kidney cyst", "liver tumor"]
     assert (record["model_folder"], record["folds"]) == (str(folder.resolve()), [0])
+
+
+def test_renamed_model_folder_finds_the_configuration_with_the_malenia_block(tmp_path):
+    """A copied model folder (not TRAINER__PLANS__CONFIGURATION) whose plans list another configuration first."""
+    import json
+    import shutil
+
+    from nnunetv2_malenia.inference.predict import model_block
+
+    folder, _ = _model_folder(tmp_path)
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"] = {"2d": {"data_identifier": "y", "patch_size": [16, 16]}, **plans["configurations"]}
+    renamed = tmp_path / "model"
+    shutil.copytree(folder, renamed)
+    (renamed / "plans.json").write_text(json.dumps(plans))
+    assert model_block(renamed).classes == {1: "kidney cyst"}

@@ -119,7 +119,12 @@ def model_block(folder: Path):
         raise MaleniaInputError(Problem(str(plans_file), "configurations",
                                         "missing or empty: not an nnU-Net plans file"))
     parts = Path(folder).name.split("__")
-    name = parts[2] if len(parts) == 3 else next(iter(configurations))
+    if len(parts) == 3:
+        name = parts[2]
+    else:
+        # a renamed or copied model folder: the configuration the trainer wrote its Malenia block into
+        with_block = [n for n, c in configurations.items() if isinstance(c, dict) and "malenia" in c]
+        name = with_block[0] if len(with_block) == 1 else next(iter(configurations))
     if name not in configurations:
         raise MaleniaInputError(Problem(str(plans_file), "configurations", f"no configuration {name!r} (the model "
                                         f"folder's name says so); it has {', '.join(configurations)}"))
