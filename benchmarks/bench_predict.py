@@ -17,7 +17,6 @@ nnUNetv2_install_pretrained_model_from_zip, because nnUNetv2_predict addresses i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics

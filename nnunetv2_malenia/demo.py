@@ -16,7 +16,6 @@ epochs, one GPU).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
