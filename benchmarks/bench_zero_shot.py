@@ -452,9 +452,11 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
                        p.baseline_trainer, *common)
 
     def score():
+        # the class-agnostic arm names no disease (its one label "lesion" is no reference name, which evaluate
+        # refuses): it is scored by class_agnostic_scores only
         ev = {arm: evaluate(C / "labelsTs", pred / arm, C, reports=arm == "malenia" or arm in p.ablations)
-              for arm in arms if arm != "per_class"}
-        ev["agnostic"] = None                   # names no disease: scored by class_agnostic_scores only
+              for arm in arms if arm not in ("per_class", "agnostic")}
+        ev["agnostic"] = None
         agnostic = {arm: class_agnostic_scores(C / "labelsTs", pred / arm, lesion_labels(C))
                     for arm in arms if arm != "per_class"}
         seen = {arm: evaluate(A / "labelsTs", pred / f"{arm}_seen", A) for arm in ("malenia", "per_class")} \
