@@ -19,7 +19,6 @@ configuration, so run this after it.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -48,13 +47,12 @@ def add_cpu_configuration(plans_file: Path) -> dict:
     """Write the ``3d_cpu`` configuration into ``plans_file`` (atomically) and return it."""
     from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 
+    from nnunetv2_malenia.attributes.schema import read_json
+
     if not plans_file.is_file():
         raise MaleniaInputError(Problem(str(plans_file), "", "no plans file: run nnUNetv2_plan_and_preprocess "
                                         f"-c {PARENT_CONFIGURATION} first"))
-    try:
-        plans = json.loads(plans_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MaleniaInputError(Problem(str(plans_file), f"line {e.lineno}", f"not valid JSON: {e.msg}"))
+    plans = read_json(plans_file, "nnU-Net plans")
     parent = plans.get("configurations", {}).get(PARENT_CONFIGURATION)
     if not isinstance(parent, dict):
         raise MaleniaInputError(Problem(str(plans_file), f"configurations.{PARENT_CONFIGURATION}",
