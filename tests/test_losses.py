@@ -218,11 +218,11 @@ def test_assigner_and_criterion_losses_and_gradients():
     crit = MaleniaCriterion(ROW_ASPECT, num_points=300)
     losses = crit(out, targets, assigner.indices)
     assert sorted(losses) == sorted([f"loss_deep_{i}" for i in range(3)] + [f"loss_sim_{i}" for i in range(3)]
-                                    + ["loss_bce", "loss_dice"])
+                                    + ["loss_bce", "loss_dice", "loss_others"])
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     total = crit.weighted_total(losses)
     expected = (sum(losses[f"loss_deep_{i}"] for i in range(3)) / 3 + sum(losses[f"loss_sim_{i}"] for i in range(3)) / 3
-                + 2 * losses["loss_bce"] + 2 * losses["loss_dice"])
+                + 2 * losses["loss_bce"] + 2 * losses["loss_dice"] + 2 * losses["loss_others"])
     torch.testing.assert_close(total, expected)
     total.backward()
     for name in ("block_masks", "block_embeddings"):
@@ -242,6 +242,36 @@ def test_full_voxel_losses_equal_direct_computation():
     dice = (1 - (2 * (p * gt).sum(1) + 1) / (p.sum(1) + gt.sum(1) + 1)).sum() / 2
     torch.testing.assert_close(losses["loss_bce"], bce)
     torch.testing.assert_close(losses["loss_dice"], dice)
+    # loss_others: token 0 (instance 1) on instance 0's voxels, token 2 (instance 0) on instance 1's voxels
+    masks = targets[0]["masks"].flatten(1)
+    others = [masks[0] & ~masks[1], masks[1] & ~masks[0]]
+    expected = sum(F.softplus(pm[i][o]).mean() for i, o in enumerate(others)) / 2
+    torch.testing.assert_close(losses["loss_others"], expected)
+
+
+def test_other_lesion_loss_penalises_a_token_that_covers_a_neighbouring_lesion():
+    seg = torch.zeros(1, 1, 8, 8, 8)
+    seg[0, 0, 1:3, 1:3, 1:3] = 2
+    seg[0, 0, 5:7, 5:7, 5:7] = 3
+    targets = instances_from_segmentation(seg, ["c1"], FakeLookup(), 4, num_rows=R)
+    order = targets[0]["labels"].tolist()
+    own = targets[0]["masks"][order.index(2)]                           # [*S] the lesion token 0 is matched to
+    both = targets[0]["masks"].any(0)
+    out = _outputs(B=1, Q=2, S=(8, 8, 8), requires_grad=False)
+    indices = [[(torch.tensor([0]), torch.tensor([order.index(2)]))]] * 3
+    crit = MaleniaCriterion(ROW_ASPECT, num_points=None)
+    out["pred_masks"][0, 0] = torch.where(own, 10.0, -10.0)
+    clean = crit(_normalised(out), targets, indices)["loss_others"]
+    out["pred_masks"][0, 0] = torch.where(both, 10.0, -10.0)           # also covers the other lesion
+    covering = crit(_normalised(out), targets, indices)["loss_others"]
+    # softplus(10) on every voxel of the other lesion, divided by the number of instances (2)
+    torch.testing.assert_close(covering, F.softplus(torch.tensor(10.0)) / 2)
+    assert clean.item() < 1e-3
+    single = instances_from_segmentation((seg == 2).float() * 2, ["c1"], FakeLookup(), 4, num_rows=R)
+    alone = crit(_normalised(out), single, [[(torch.tensor([0]), torch.tensor([0]))]] * 3)["loss_others"]
+    assert alone.item() == 0.0
+    assert "loss_others" not in MaleniaCriterion(ROW_ASPECT, num_points=None, weight_others=0.0)(
+        _normalised(out), targets, indices)
 
 
 def test_empty_targets_push_tokens_to_t0():
@@ -276,7 +306,7 @@ def test_ablation_flags():
     assert sorted(single_pos) == sorted(full)
     assert not torch.allclose(single_pos["loss_sim_2"], full["loss_sim_2"])
     weights = MaleniaCriterion(ROW_ASPECT, weight_deep=0.0, weight_sim=0.0, weight_seg=1.0, weight_bce=1.0,
-                               weight_dice=0.0)
+                               weight_dice=0.0, weight_others=0.0)
     torch.testing.assert_close(weights.weighted_total(full), full["loss_bce"])
 
 

@@ -48,8 +48,9 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     malenia_network_settings: Dict = dict(num_tokens=16, num_blocks=3, num_heads=8, cmki_layers=1,
                                           temperature=0.07, fusion=True, branches="both")
     # Loss weights of Eq. 6 (lambda1..3, alpha1..2) and the ablation switches of Tables 3-4.
+    # weight_others (not in the paper, losses/criterion.py): keeps a token's mask off the sample's other lesions.
     malenia_loss_settings: Dict = dict(weight_deep=1.0, weight_sim=1.0, weight_seg=1.0, weight_bce=2.0,
-                                       weight_dice=2.0, multi_scale=True, multi_positive=True)
+                                       weight_dice=2.0, weight_others=2.0, multi_scale=True, multi_positive=True)
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2). num_points None: matcher and mask losses use
     # every voxel (exact dice for lesions of a few dozen voxels; see losses/criterion.py for what sampling did).
     malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=None)
@@ -98,7 +99,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         blocks = self.malenia_network_settings["num_blocks"]
         names = [f"loss_deep_{i}" for i in range(blocks)]
         sim_blocks = range(blocks) if self.malenia_loss_settings["multi_scale"] else [blocks - 1]
-        return names + [f"loss_sim_{i}" for i in sim_blocks] + ["loss_bce", "loss_dice"]
+        others = ["loss_others"] if self.malenia_loss_settings["weight_others"] else []
+        return names + [f"loss_sim_{i}" for i in sim_blocks] + ["loss_bce", "loss_dice"] + others
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
