@@ -53,7 +53,9 @@ sys.path.insert(0, str(BENCH_DIR))           # bench_network / zero_shot_report 
 SEEN_ID, MERGED_ID, UNSEEN_ID = 911, 912, 913
 NAMES = {SEEN_ID: "ZSBenchSeen", MERGED_ID: "ZSBenchSeenMerged", UNSEEN_ID: "ZSBenchUnseen"}
 SEEDS = {"phantoms_seen": 0, "phantoms_unseen": 1}
-ABLATIONS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly")
+# the paper's Tables 3-4, then this implementation's own additions switched off (issue #12 B, losses/criterion.py)
+ABLATIONS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly",
+             "UnusedRowsAsNegatives", "NoOtherLesionLoss")
 NSD_TOLERANCE_MM = 2.0
 MARKER = ".zero_shot_bench"
 

@@ -125,6 +125,10 @@ def test_text_candidates_modes():
     assert multi[0] and single[0]
     assert multi[1:].nonzero().flatten().tolist() == list(range(16)) + [18]
     assert single[1:].nonzero().flatten().tolist() == [15, 16, 17]
+    unused = ROW_ASPECT.clone()
+    unused[[3, 16]] = -1                              # rows no training label uses (trainer: training_row_aspect)
+    assert not text_candidates(unused, True)[4] and not text_candidates(unused, False)[17]
+    assert text_candidates(unused, True)[1:].sum() == multi[1:].sum() - 1
 
 
 def _random_targets(B, S, counts):

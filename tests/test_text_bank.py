@@ -248,3 +248,20 @@ def test_up_to_date_bank_is_reused_after_its_encoder_folder_moved(nnunet_env, ti
     capsys.readouterr()
     reused = ensure_bank("901")                       # the trainer's call: the encoder the bank records
     assert "up to date" in capsys.readouterr().out and torch.equal(reused.embeddings, built.embeddings)
+
+
+def test_training_rows_are_the_rows_training_labels_use(nnunet_env, tiny_encoder):
+    """Rows that only knowledge-table diseases absent from the training data use stay out of the losses (#12 B)."""
+    from nnunetv2_malenia.attributes import load_dataset_attributes
+    from nnunetv2_malenia.training.bank_lookup import BankLookup
+
+    attrs = load_dataset_attributes(nnunet_env / "nnUNet_raw" / "Dataset901_TinyBank")
+    bank = build_bank(bank_entries(attrs), tiny_encoder, progress=False)
+    used = BankLookup(attrs, bank).training_rows()                          # [R] bool
+    groups = [attrs.descriptions_for(None, "kidney cyst"), attrs.descriptions_for(None, "kidney tumor"),
+              attrs.descriptions_for("case_000", "kidney tumor")]
+    expected = {r for texts in groups for r in bank.rows_for(texts)}
+    expected |= {bank.row("paragraph", paragraph_text(texts)) for texts in groups}
+    assert set(used.nonzero().flatten().tolist()) == expected
+    unused = [bank.texts[r] for r in range(len(bank)) if not used[r]]
+    assert unused and "located in the gallbladder wall" in unused          # a gallstone-only description

@@ -19,11 +19,12 @@ def text_candidates(row_aspect: torch.Tensor, multi_positive: bool = True) -> to
     """row_aspect [R] long -> [R+1] bool: the columns a token is contrasted against.
 
     Multi-positive: t0 + the eight aspects' rows + organ rows. Single-positive (ablation): t0 + paragraph rows +
-    organ rows. Mixing the modes would let a paragraph compete with its own aspect rows.
+    organ rows. Mixing the modes would let a paragraph compete with its own aspect rows. Rows with aspect -1 are
+    never candidates (the trainer marks so the rows no training label uses, issue #12 B).
     """
     organ = BANK_ASPECTS.index(ORGAN_ASPECT)
     if multi_positive:
-        keep = (row_aspect < len(ASPECTS)) | (row_aspect == organ)                     # [R]
+        keep = ((row_aspect >= 0) & (row_aspect < len(ASPECTS))) | (row_aspect == organ)   # [R]
     else:
         keep = (row_aspect == BANK_ASPECTS.index(PARAGRAPH_ASPECT)) | (row_aspect == organ)
     return torch.cat([torch.ones(1, dtype=torch.bool, device=row_aspect.device), keep])  # [R+1]

@@ -63,6 +63,19 @@ class BankLookup:
                     mask[la.value - 1, self.bank.rows_for(texts)] = True
         return mask
 
+    def training_rows(self) -> torch.Tensor:
+        """[R] bool: the rows a training label or case uses (its descriptions and their joined paragraph). The other
+        rows describe only knowledge-table diseases absent from the training data, i.e. the unseen ones."""
+        used = torch.zeros(len(self.bank), dtype=torch.bool)
+        for la in self.attributes.labels.values():
+            cases = [c for c, per in self.attributes.cases.items() if la.name in per]
+            for case_id in [None, *cases]:
+                rows, paragraph = self._rows(case_id, la.value)
+                used[rows] = True
+                if paragraph is not None:
+                    used[paragraph] = True
+        return used
+
 
 def disease_row_mask(table: KnowledgeTable, bank: TextBank, diseases: Sequence[str]) -> torch.Tensor:
     """[K, R] bool for zero-shot classes given by knowledge-table diseases (every description must be in the bank)."""

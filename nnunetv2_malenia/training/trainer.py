@@ -49,8 +49,12 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
                                           temperature=0.07, fusion=True, branches="both")
     # Loss weights of Eq. 6 (lambda1..3, alpha1..2) and the ablation switches of Tables 3-4.
     # weight_others (not in the paper, losses/criterion.py): keeps a token's mask off the sample's other lesions.
+    # unused_rows_as_negatives (issue #12 B): False leaves the bank rows that no training label uses (descriptions
+    # only unseen diseases have) out of MP-NCE and the matcher; True makes them negatives for every token, which
+    # pushes the unseen diseases' scores down before inference sees them (the earlier behaviour, for the ablation).
     malenia_loss_settings: Dict = dict(weight_deep=1.0, weight_sim=1.0, weight_seg=1.0, weight_bce=2.0,
-                                       weight_dice=2.0, weight_others=2.0, multi_scale=True, multi_positive=True)
+                                       weight_dice=2.0, weight_others=2.0, multi_scale=True, multi_positive=True,
+                                       unused_rows_as_negatives=False)
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2). num_points None: matcher and mask losses use
     # every voxel (exact dice for lesions of a few dozen voxels; see losses/criterion.py for what sampling did).
     malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=None)
@@ -67,6 +71,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         self.attributes = load_dataset_attributes(self._raw_dataset_folder())
         self.bank = self._load_bank()
         self.bank_lookup = BankLookup(self.attributes, self.bank)
+        self.training_row_aspect = self._training_row_aspect()
         classes = {la.value: la.name for la in self.attributes.labels.values()}
         block = make_block(self.bank, classes, self.attributes.knowledge_table, self.malenia_network_settings)
         # The predictor reads plans.json from the results folder; on_train_start saves self.plans_manager.plans there.
@@ -94,6 +99,14 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         if self.is_ddp:
             dist.barrier()
         return bank
+
+    def _training_row_aspect(self) -> torch.Tensor:
+        """[R] long: the bank's row aspects as the losses see them; -1 (never an MP-NCE or matcher candidate) for the
+        rows no training label uses, unless ``unused_rows_as_negatives``. The network keeps every row for inference."""
+        aspects = self.bank.aspect_index().clone()
+        if not self.malenia_loss_settings["unused_rows_as_negatives"]:
+            aspects[~self.bank_lookup.training_rows()] = -1
+        return aspects
 
     def _named_loss_names(self) -> List[str]:
         blocks = self.malenia_network_settings["num_blocks"]
@@ -129,7 +142,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
 
     def _build_loss(self):
         # row_aspect decides the candidate rows of MP-NCE (paragraph rows only in the single-positive ablation)
-        return MaleniaCriterion(self.bank.aspect_index().to(self.device), **self.malenia_loss_settings,
+        settings = {k: v for k, v in self.malenia_loss_settings.items() if k != "unused_rows_as_negatives"}
+        return MaleniaCriterion(self.training_row_aspect.to(self.device), **settings,
                                 num_points=self.malenia_matcher_settings["num_points"])
 
     def set_deep_supervision_enabled(self, enabled: bool):
@@ -170,7 +184,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         targets = self._instance_targets(batch["target"], batch["keys"])
-        assigner = SlotAssigner(self.matcher, targets, self._bare_network().row_aspect)
+        assigner = SlotAssigner(self.matcher, targets, self.training_row_aspect.to(self.device))
 
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
@@ -211,7 +225,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"]
         targets = self._instance_targets(target, batch["keys"])
-        assigner = SlotAssigner(self.matcher, targets, self._bare_network().row_aspect)
+        assigner = SlotAssigner(self.matcher, targets, self.training_row_aspect.to(self.device))
         with self._autocast():
             # Eval mode: the CMKI slots come from the tokens' own best-matching attributes, as at inference; the
             # matcher only pairs tokens with lesions for the loss.

@@ -77,6 +77,16 @@ class nnUNetTrainerMalenia_TextBranchOnly(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, branches="text")
 
 
+class nnUNetTrainerMalenia_UnusedRowsAsNegatives(nnUNetTrainerMalenia):
+    """Descriptions that only unseen diseases use stay MP-NCE negatives for every token (before issue #12 B)."""
+    malenia_loss_settings = dict(nnUNetTrainerMalenia.malenia_loss_settings, unused_rows_as_negatives=True)
+
+
+class nnUNetTrainerMalenia_NoOtherLesionLoss(nnUNetTrainerMalenia):
+    """The paper's L_seg without loss_others (a token's mask is not scored on the other lesions of its case)."""
+    malenia_loss_settings = dict(nnUNetTrainerMalenia.malenia_loss_settings, weight_others=0.0)
+
+
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_250epochs(nnUNetTrainerMalenia_SingleScaleAlignment):
     schedule = GPU_250
@@ -95,6 +105,14 @@ class nnUNetTrainerMalenia_MaskBranchOnly_250epochs(nnUNetTrainerMalenia_MaskBra
 
 
 class nnUNetTrainerMalenia_TextBranchOnly_250epochs(nnUNetTrainerMalenia_TextBranchOnly):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_UnusedRowsAsNegatives_250epochs(nnUNetTrainerMalenia_UnusedRowsAsNegatives):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_NoOtherLesionLoss_250epochs(nnUNetTrainerMalenia_NoOtherLesionLoss):
     schedule = GPU_250
 
 
