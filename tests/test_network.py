@@ -300,3 +300,96 @@ def test_build_checks_output_channels_and_settings():
         build_malenia_network(pm, cm, 1, K, SMALL)
     with pytest.raises(AssertionError, match="unknown \\['num_querys'\\]"):
         build_malenia_network(pm, cm, 1, K + 1, {**SMALL, "num_querys": 8})
+
+
+# --- issue #12 C: naming rules ------------------------------------------------------------------------------------
+
+def _embedding_with_similarities(similarities, dim: int = 32):
+    """One token e_0 and text columns with exactly the given cosine similarities to it: column c =
+    s_c e_0 + sqrt(1 - s_c^2) e_{c+1} (orthonormal e). -> emb [1, 1, dim], text [len(similarities), dim]."""
+    s = torch.tensor(similarities)                                        # [R+1]
+    basis = torch.eye(dim)
+    text = s[:, None] * basis[0] + (1 - s[:, None] ** 2).sqrt() * basis[1:len(s) + 1]   # [R+1, dim]
+    return basis[0].reshape(1, 1, dim), text
+
+
+def _tumour_and_cyst_net():
+    """Rows: density hypo/iso/hyper (0-2), shape round/lobulated (3-4), surface smooth/irregular (5-6), paragraph (7).
+    Class 1 'tumour' accepts every density and shape value and an irregular surface; class 2 'cyst' hypodense,
+    round, smooth; class 3 only a paragraph row (no evidence)."""
+    shape, density, surface = (ASPECT_INDEX[a] for a in ("shape", "density", "surface"))
+    net = build(num_bank_rows=8, num_classes=3)
+    net.set_text_bank(F.normalize(torch.randn(8, D), dim=1),
+                      torch.tensor([density] * 3 + [shape] * 2 + [surface] * 2 + [PARAGRAPH]))
+    net.set_class_row_mask(torch.tensor([[1, 1, 1, 1, 1, 0, 1, 1],
+                                         [1, 0, 0, 1, 0, 1, 0, 1],
+                                         [0, 0, 0, 0, 0, 0, 0, 1]], dtype=torch.bool))
+    # t0 0.5 beats every density row (best: iso 0.45, tumour's) but no shape or surface row; round 0.6 (both); smooth
+    # 0.52 (cyst) vs irregular 0.45 (tumour); the paragraph row 0.9 never counts.
+    emb, text = _embedding_with_similarities([0.5, 0.3, 0.45, 0.4, 0.6, 0.3, 0.52, 0.45, 0.9])
+    return net, emb, text
+
+
+ASPECT_INDEX = {a: i for i, a in enumerate(BANK_ASPECTS)}
+
+
+def test_aspect_vote_names_the_specific_disease_best_match_the_many_valued_one():
+    """best_match: tumour (0.45 + 0.6 + 0.45) / 3 = 0.5 > cyst (0.3 + 0.6 + 0.52) / 3 = 0.47, because tumour's
+    density score is its best of three values although the token chose t0 for density. aspect_vote: density votes
+    for nobody, shape for both, surface for cyst: tumour 1/3, cyst 2/3."""
+    net, emb, text = _tumour_and_cyst_net()
+    votes, aspects = net.aspect_votes(emb, text)
+    assert votes[0, 0].tolist() == [1.0, 2.0, 0.0] and aspects.tolist() == [3.0, 3.0, 0.0]
+    best = net.class_logits(emb, text, rule="best_match")[0, 0]               # [K+1]
+    vote = net.class_logits(emb, text, rule="aspect_vote")[0, 0]              # [K+1]
+    assert torch.allclose(best[1:3] * 0.07, torch.tensor([0.5, 1.42 / 3]), atol=1e-5)
+    assert int(best[1:].argmax()) == 0 and int(vote[1:].argmax()) == 1        # tumour vs cyst
+    assert float(best[3]) == float(vote[3]) == -1.0e4                         # paragraph-only class: no rows
+    # the disease split is the vote share (tie weight aside): q = (1/3, 2/3)
+    q = vote[1:3].softmax(-1)
+    assert torch.allclose(q, torch.tensor([1 / 3, 2 / 3]), atol=2e-3)
+
+
+def test_naming_rules_share_the_lesion_probability_and_differ_only_in_naming():
+    net = build(num_bank_rows=40, num_classes=6)
+    emb = F.normalize(torch.randn(2, 5, 32), dim=-1)                          # [B, Q, C]
+    text = net.text_embeddings().detach()
+    best = net.class_logits(emb, text, rule="best_match")
+    vote = net.class_logits(emb, text, rule="aspect_vote")
+    assert best.shape == vote.shape == (2, 5, 7) and vote.dtype == torch.float32 and torch.isfinite(vote).all()
+    assert torch.equal(vote[..., 0], best[..., 0])                            # t0 column untouched
+    assert torch.allclose(vote.softmax(-1)[..., 0], best.softmax(-1)[..., 0], atol=1e-6)   # p0, so 1 - p0
+    masks = torch.randn(2, 5, 4, 4, 4)
+    background = [dense_logits(logits, masks)[:, 0].exp() for logits in (vote, best)]   # P(bg) = 1 - L + eps
+    assert torch.allclose(*background, atol=1e-6)
+
+
+def test_aspect_vote_ranks_by_vote_fraction_and_breaks_ties_by_best_match():
+    net = build(num_bank_rows=40, num_classes=6)
+    emb = F.normalize(torch.randn(3, 8, 32), dim=-1)
+    text = net.text_embeddings().detach()
+    votes, aspects = net.aspect_votes(emb, text)
+    fraction = votes / aspects.clamp_min(1)                                   # [B, Q, K]
+    best = net.class_logits(emb, text, rule="best_match")[..., 1:]
+    vote = net.class_logits(emb, text, rule="aspect_vote")[..., 1:]
+    has = aspects > 0
+    for f, b, v in zip(fraction.reshape(-1, 6), best.reshape(-1, 6), vote.reshape(-1, 6)):
+        for i in range(6):
+            for j in range(6):
+                if has[i] and has[j] and (f[i] > f[j] or (f[i] == f[j] and b[i] > b[j])):
+                    assert v[i] > v[j], (f, b, v)
+
+
+def test_naming_rule_is_a_setting_and_switchable_without_retraining():
+    x = sample(batch=1)
+    trained = build(naming_rule="aspect_vote")
+    assert trained.naming_rule == "aspect_vote" and build().naming_rule == "best_match"
+    with pytest.raises(AssertionError, match="unknown naming rule"):
+        build(naming_rule="vote")
+    trained.eval()
+    with torch.no_grad():
+        out = trained(x, return_dict=True)
+        emb, text = out["block_embeddings"][-1], out["text_embeddings"]
+        assert torch.equal(out["class_logits"], trained.aspect_vote_logits(emb, text))
+        trained.naming_rule = "best_match"                                    # what --naming-rule does
+        assert torch.equal(trained(x, return_dict=True)["class_logits"], trained.best_match_logits(emb, text))

@@ -6,13 +6,14 @@ Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
   -> MaskTokenDecoder: per block tokens, text-space embeddings [B,Q,C], masks [B,Q,*S]
   -> slot weights [B,Q,A,R+1] (from the training slot assigner, else ``predict_slots``)
-  -> CMKI -> pred_masks [B,Q,*S]; class_logits [B,Q,K+1] from the last block's embeddings and the knowledge table.
+  -> CMKI -> pred_masks [B,Q,*S]; class_logits [B,Q,K+1] from the last block's embeddings and the knowledge table
+     (``naming_rule``: "best_match" or the paper's "aspect_vote").
 Eval (not training, no dict requested): dense logits [B, K+1, *S] for nnU-Net's predictor; no text encoder needed,
 only the stored bank buffers.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,11 @@ NUM_ASPECTS = len(ASPECTS)                        # A = 8 CMKI slots, BANK_ASPEC
 PARAGRAPH_INDEX = BANK_ASPECTS.index(PARAGRAPH_ASPECT)
 # Logit of a class without any bank row: finite (fp16-safe) so softmax/CE never see -inf - -inf.
 NO_ROWS_LOGIT = -1.0e4
+# Aspects that vote under the aspect_vote naming rule: the eight and organ (organ labels have rows nowhere else).
+VOTE_ASPECTS = tuple(i for i in range(len(BANK_ASPECTS)) if i != PARAGRAPH_INDEX)
+# Weight of the best_match split in aspect_vote's disease split. Two different vote fractions differ by at least
+# 1 / |VOTE_ASPECTS|^2 = 1/81; a tie-break weight w with w / (1 - w) below that never overturns the vote.
+VOTE_TIE_WEIGHT = 1.0e-3
 DEFAULT_TOKEN_DIM = 192                           # the widest token space token_dim_for gives
 
 
@@ -43,6 +49,8 @@ def token_dim_for(bottleneck_channels: int, num_heads: int) -> int:
 
 
 INFERENCE_RULES = ("lesion_first", "joint")
+# How a token's embedding names a disease (class_logits); "best_match" is the default, "aspect_vote" the paper's.
+NAMING_RULES = ("best_match", "aspect_vote")
 
 
 def dense_logits(class_logits: torch.Tensor, pred_masks: torch.Tensor, rule: str = "lesion_first",
@@ -75,11 +83,43 @@ def dense_logits(class_logits: torch.Tensor, pred_masks: torch.Tensor, rule: str
     return torch.log(out + eps).reshape(b, -1, *spatial)                 # [B, K+1, *S]
 
 
+def check_naming_rule(rule: str) -> str:
+    assert rule in NAMING_RULES, f"unknown naming rule {rule!r}; choose one of {NAMING_RULES}"
+    return rule
+
+
+def vote_logits(best_match: torch.Tensor, fraction: torch.Tensor, has_rows: torch.Tensor,
+                tie_weight: float = VOTE_TIE_WEIGHT) -> torch.Tensor:
+    """Class logits of the aspect_vote rule from best_match's: [B,Q,K+1], [B,Q,K], [K] bool -> [B,Q,K+1] fp32.
+
+    ``fraction`` [B,Q,K]: per token, the share of class k's vote aspects whose chosen row class k accepts (0..1).
+    With l = best_match, p_bm = softmax(l[..., 1:]) [B,Q,K] (best_match's split of the lesion mass), w = tie_weight:
+
+        share_k  = (1 - w) fraction_k + w p_bm_k                       [B,Q,K]
+        q_k      = share_k / sum_j share_j                             [B,Q,K]  (sum_j share_j >= w > 0)
+        out_0    = l_0                                                 [B,Q]
+        out_k    = logsumexp_j(l_j, j >= 1) + log q_k                  [B,Q,K]  (NO_ROWS_LOGIT if ~has_rows_k)
+
+    so softmax(out) = (p0, (1 - p0) q): p0 = softmax(l)_0, the lesion probability 1 - p0 and dense_logits' lesion
+    channel are exactly best_match's; the diseases are ranked by vote fraction, ties (and tokens with no vote at
+    all, where q = p_bm) by best_match (w < 1/81 keeps the tie-break from overturning a vote, see VOTE_TIE_WEIGHT).
+    """
+    logits = best_match.float()
+    fg = logits[..., 1:]                                                         # [B, Q, K]
+    share = (1.0 - tie_weight) * fraction.float() + tie_weight * fg.softmax(-1)  # [B, Q, K]
+    q = share / share.sum(-1, keepdim=True)                                      # [B, Q, K]
+    lesion = torch.logsumexp(fg, dim=-1, keepdim=True)                           # [B, Q, 1] log of the lesion mass
+    out = lesion + torch.log(q.clamp_min(1e-30))                                 # [B, Q, K]
+    out = torch.where(has_rows, out, torch.full_like(out, NO_ROWS_LOGIT))
+    return torch.cat((logits[..., :1], out), dim=-1)                             # [B, Q, K+1]
+
+
 class MaleniaNet(nn.Module):
     def __init__(self, unet: nn.Module, num_bank_rows: int, text_dim: int, num_classes: int, *, num_tokens: int = 16,
                  token_dim: Optional[int] = None, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
                  cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
-                 beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first"):
+                 beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
+                 naming_rule: str = "best_match"):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -92,6 +132,8 @@ class MaleniaNet(nn.Module):
         assert inference_rule in INFERENCE_RULES, f"inference_rule {inference_rule!r} not in {INFERENCE_RULES}"
         drop_seg_layers(unet)
         self.inference_rule = inference_rule
+        # A plain attribute, not a buffer: the predictor may switch it (--naming-rule) without touching weights.
+        self.naming_rule = check_naming_rule(naming_rule)
         self.unet = unet
         self.conv_op = unet.encoder.conv_op
         self.num_tokens = num_tokens
@@ -182,6 +224,21 @@ class MaleniaNet(nn.Module):
         bank = self.text_mlp(self.bank_embeddings.to(weight.dtype))            # [R, C]
         return F.normalize(torch.cat((self.t0.unsqueeze(0), bank), dim=0), dim=-1)   # [R+1, C]
 
+    def _similarity(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor]) -> torch.Tensor:
+        """Cosine similarity of tokens and text columns, unscaled: [B, Q, C] x [R+1, C] -> [B, Q, R+1]."""
+        text = self.text_embeddings() if text_embeddings is None else text_embeddings
+        return torch.einsum("bqc,rc->bqr", embeddings.float(), text.float())          # [B, Q, R+1]
+
+    def _aspect_choice(self, sim: torch.Tensor, aspects: Sequence[int]) -> torch.Tensor:
+        """Per aspect, the argmax column of ``sim`` [B, Q, R+1] over {t0} U {rows of that aspect} -> [B, Q, V] long
+        (V = len(aspects); 0 = t0, which wins where the aspect has no rows)."""
+        col_aspect = torch.cat((self.row_aspect.new_full((1,), -2), self.row_aspect))   # [R+1], t0 = -2
+        wanted = torch.tensor(list(aspects), device=sim.device, dtype=torch.long)       # [V]
+        candidates = col_aspect.unsqueeze(0) == wanted.unsqueeze(1)                      # [V, R+1]
+        candidates[:, 0] = True                                                          # t0 always competes
+        scores = sim.unsqueeze(2).masked_fill(~candidates, float("-inf"))                 # [B, Q, V, R+1]
+        return scores.argmax(-1)                                                         # [B, Q, V]
+
     def predict_slots(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
                       ) -> torch.Tensor:
         """Inference slots: per aspect a, one-hot argmax of similarity over {t0} U {rows of aspect a}.
@@ -189,26 +246,29 @@ class MaleniaNet(nn.Module):
         embeddings [B, Q, C] (text space), text_embeddings [R+1, C] (default: ``self.text_embeddings()``)
         -> [B, Q, A, R+1] float one-hot.
         """
-        text = self.text_embeddings() if text_embeddings is None else text_embeddings
-        sim = torch.einsum("bqc,rc->bqr", embeddings.float(), text.float())     # [B, Q, R+1]
-        col_aspect = torch.cat((self.row_aspect.new_full((1,), -2), self.row_aspect))   # [R+1], t0 = -2
-        aspects = torch.arange(NUM_ASPECTS, device=sim.device)
-        candidates = col_aspect.unsqueeze(0) == aspects.unsqueeze(1)                      # [A, R+1]
-        candidates[:, 0] = True                                                          # t0 always competes
-        scores = sim.unsqueeze(2).masked_fill(~candidates, float("-inf"))                 # [B, Q, A, R+1]
-        best = scores.argmax(-1)                                                         # [B, Q, A]
-        return F.one_hot(best, num_classes=text.shape[0]).to(embeddings.dtype)          # [B, Q, A, R+1]
+        sim = self._similarity(embeddings, text_embeddings)                              # [B, Q, R+1]
+        best = self._aspect_choice(sim, range(NUM_ASPECTS))                              # [B, Q, A]
+        return F.one_hot(best, num_classes=sim.shape[-1]).to(embeddings.dtype)          # [B, Q, A, R+1]
 
-    def class_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
-        """[B, Q, C] -> [B, Q, K+1] (fp32, scaled by logit_scale).
+    def class_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None,
+                     rule: Optional[str] = None) -> torch.Tensor:
+        """[B, Q, C] -> [B, Q, K+1] under ``rule`` (default: the network's ``naming_rule``); see
+        ``best_match_logits`` and ``aspect_vote_logits``."""
+        rule = check_naming_rule(self.naming_rule if rule is None else rule)
+        if rule == "aspect_vote":
+            return self.aspect_vote_logits(embeddings, text_embeddings)
+        return self.best_match_logits(embeddings, text_embeddings)
+
+    def best_match_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                          ) -> torch.Tensor:
+        """[B, Q, C] -> [B, Q, K+1] (fp32, scaled by logit_scale): the "best_match" naming rule.
 
         Column 0: similarity to t0. Column k: mean over the aspects in which class k has rows of the best
         similarity among class k's rows of that aspect (knowledge-table matching). Paragraph rows never count;
-        a class without rows gets NO_ROWS_LOGIT.
+        a class without rows gets NO_ROWS_LOGIT. A class accepting many values of an aspect scores its best one,
+        so it is never behind a class accepting a subset of them (issue #12 C; ``aspect_vote`` avoids that).
         """
-        text = self.text_embeddings() if text_embeddings is None else text_embeddings
-        sim = torch.einsum("bqc,rc->bqr", embeddings.float(), text.float()) * self.logit_scale   # [B, Q, R+1]
+        sim = self._similarity(embeddings, text_embeddings) * self.logit_scale          # [B, Q, R+1]
         rows = sim[..., 1:]                                                               # [B, Q, R]
         b, q = rows.shape[:2]
         total = rows.new_zeros(b, q, self.num_classes)                                    # [B, Q, K]
@@ -225,6 +285,39 @@ class MaleniaNet(nn.Module):
             count = count + has.to(count.dtype)
         fg = torch.where(count > 0, total / count.clamp_min(1.0), torch.full_like(total, NO_ROWS_LOGIT))
         return torch.cat((sim[..., :1], fg), dim=-1)                                     # [B, Q, K+1]
+
+    def vote_table(self) -> torch.Tensor:
+        """[K, V, R] bool: class k accepts row r, and r belongs to vote aspect v (VOTE_ASPECTS: not paragraph)."""
+        wanted = torch.tensor(VOTE_ASPECTS, device=self.row_aspect.device, dtype=torch.long)   # [V]
+        of_aspect = self.row_aspect.unsqueeze(0) == wanted.unsqueeze(1)                       # [V, R]
+        return self.class_row_mask.unsqueeze(1) & of_aspect.unsqueeze(0)                     # [K, V, R]
+
+    def aspect_votes(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The paper's knowledge-table lookup: per vote aspect the token's chosen column (argmax over {t0} U that
+        aspect's rows, as ``predict_slots``), then per class the aspects whose chosen row the class accepts.
+
+        [B, Q, C] -> (votes [B, Q, K] float, the number of such aspects; aspects [K] float, the number of vote
+        aspects in which class k has rows). An aspect whose chosen column is t0 votes for nobody.
+        """
+        sim = self._similarity(embeddings, text_embeddings)                              # [B, Q, R+1]
+        chosen = self._aspect_choice(sim, VOTE_ASPECTS)                                  # [B, Q, V]
+        # t0 (column 0) is dropped: its one-hot row is all zero, so that aspect adds nothing to any class
+        picked = F.one_hot(chosen, num_classes=sim.shape[-1])[..., 1:].float()           # [B, Q, V, R]
+        table = self.vote_table().float()                                                # [K, V, R]
+        votes = torch.einsum("bqvr,kvr->bqk", picked, table)                             # [B, Q, K]
+        return votes, table.amax(-1).sum(-1)                                             # [B, Q, K], [K]
+
+    def aspect_vote_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                           ) -> torch.Tensor:
+        """[B, Q, C] -> [B, Q, K+1] (fp32): the "aspect_vote" naming rule (paper Sec. 3.3, knowledge-table lookup).
+
+        Lesion vs background stays best_match's; only the split of the lesion mass over diseases follows the vote
+        (``vote_logits``, votes from ``aspect_votes``), so segmentation is the same under both rules.
+        """
+        votes, aspects = self.aspect_votes(embeddings, text_embeddings)                 # [B, Q, K], [K]
+        best_match = self.best_match_logits(embeddings, text_embeddings)                 # [B, Q, K+1]
+        return vote_logits(best_match, votes / aspects.clamp_min(1.0), aspects > 0)
 
     # ---------------------------------------------------------------------------------------------------- forward
     def _full_size(self, masks: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch.Tensor]:
