@@ -45,8 +45,10 @@ from nnunetv2_malenia.training.schedule import ScheduledTrainer
 class nnUNetTrainerMalenia(ScheduledTrainer):
     # --- Malenia hyperparameters: variants override ONE of these (see variants.py) ------------------------------
     # Network settings end up in plans.json, so the predictor rebuilds the same network.
+    # naming_rule (issue #12 C): how a token names a disease, "best_match" or the paper's "aspect_vote"; it only
+    # changes class_logits (no loss uses them), and nnUNetv2_malenia_predict --naming-rule overrides it.
     malenia_network_settings: Dict = dict(num_tokens=16, num_blocks=3, num_heads=8, cmki_layers=1,
-                                          temperature=0.07, fusion=True, branches="both")
+                                          temperature=0.07, fusion=True, branches="both", naming_rule="best_match")
     # Loss weights of Eq. 6 (lambda1..3, alpha1..2) and the ablation switches of Tables 3-4.
     # weight_others (not in the paper, losses/criterion.py): keeps a token's mask off the sample's other lesions.
     # unused_rows_as_negatives (issue #12 B): False leaves the bank rows that no training label uses (descriptions
