@@ -195,9 +195,11 @@ def test_prediction_record_round_trip_and_bad_records(tmp_path):
         assert [(p.file, p.where) for p in e.value.problems] == [(str(tmp_path / "bad.json"), where)]
 
 
-def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("naming_rule", [None, "aspect_vote"])
+def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypatch, naming_rule):
     """predict() up to nnU-Net's predictor, with the predictor replaced: the record must exist when label maps are
-    written, and hold the trained classes of the model's plans, not the zero-shot classes."""
+    written, and hold the trained classes of the model's plans, not the zero-shot classes. --naming-rule reaches the
+    predictor before it predicts, and the record names the rule (the model's own when not given)."""
     import json
     from types import SimpleNamespace
 
@@ -213,6 +215,10 @@ def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypat
         def initialize_from_trained_model_folder(self, folder, folds, checkpoint):
             self.block = predict_module.model_block(folder)
 
+        def use_naming_rule(self, rule):
+            self.rule = rule or "best_match"                    # None: the model's (here best_match)
+            return self.rule
+
         def prepare_zero_shot(self, tables, diseases, device):
             return SimpleNamespace(diseases=("kidney cyst", "liver tumor"))
 
@@ -224,9 +230,11 @@ def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypat
     monkeypatch.setenv("nnUNet_extTrainer", "unused")
     folder, images = _model_folder(tmp_path)
     (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    flag = ["--naming-rule", naming_rule] if naming_rule else []
     predict_module.main(["-i", str(images), "-o", str(tmp_path / "out"), "-m", str(folder), "-f", "0",
-                         "-device", "cpu", "--no-reports"])
+                         "-device", "cpu", "--no-reports", *flag])
     (record,) = records_seen_by_export
+    assert record["naming_rule"] == (naming_rule or "best_match")
     assert record["trained_classes"] == {"1": "kidney cyst"}
     assert record["predicted_diseases"] == ["kidney cyst", "liver tumor"]
     assert (record["model_folder"], record["folds"]) == (str(folder.resolve()), [0])
@@ -246,3 +254,24 @@ def test_renamed_model_folder_finds_the_configuration_with_the_malenia_block(tmp
     shutil.copytree(folder, renamed)
     (renamed / "plans.json").write_text(json.dumps(plans))
     assert model_block(renamed).classes == {1: "kidney cyst"}
+
+
+def test_predictor_naming_rule_override_keeps_the_trained_rule_by_default():
+    """--naming-rule's effect: the predictor's network (the one label maps and lesion reports both run) switches
+    rule; no flag keeps the rule the model was built with from plans.json; a bad name is refused."""
+    from nnunetv2_malenia.inference.predict import _parser
+    from nnunetv2_malenia.inference.predictor import MaleniaPredictor
+    from nnunetv2_malenia.network import build_malenia_network
+    from nnunetv2_malenia.network.example_plans import unet_plans
+
+    pm, cm = unet_plans([16, 16, 16], [[1, 1, 1], [2, 2, 2], [2, 2, 2]], [4, 8, 16])
+    settings = {"num_bank_rows": 4, "text_dim": D, "num_classes": 1, "token_dim": 32, "num_heads": 4,
+                "naming_rule": "aspect_vote"}
+    predictor = MaleniaPredictor(device=torch.device("cpu"))
+    predictor.network = build_malenia_network(pm, cm, 1, 2, settings)
+    assert predictor.use_naming_rule(None) == "aspect_vote"
+    assert predictor.use_naming_rule("best_match") == "best_match" == predictor.network.naming_rule
+    with pytest.raises(AssertionError, match="unknown naming rule"):
+        predictor.use_naming_rule("vote")
+    with pytest.raises(SystemExit):                           # argparse refuses it before anything loads
+        _parser().parse_args(["-i", "x", "-o", "y", "--naming-rule", "vote"])

@@ -3,7 +3,8 @@
 Each token contributes in proportion to how much of the lesion its final mask covers times its probability of being
 a lesion (1 - p(t0)); per aspect, the tokens' softmax over that aspect's bank rows is averaged with those weights and
 the best row is the lesion's description. Disease scores are the same weighted average of the tokens' class
-probabilities. Scores from several folds are averaged.
+probabilities, so they follow the network's naming rule (best_match or aspect_vote, as the label maps; the lesion
+weights 1 - p(t0) are the same under both). Scores from several folds are averaged.
 """
 from __future__ import annotations
 

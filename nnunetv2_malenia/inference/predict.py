@@ -2,6 +2,7 @@
 
     nnUNetv2_malenia_predict -i IMAGES -o OUT -m MODEL_FOLDER [-f 0 1 2 3 4] [--knowledge-table MY_TABLE.json]
     nnUNetv2_malenia_predict -i IMAGES -o OUT -d 901 -c 3d_fullres [-tr nnUNetTrainerMalenia] [--overlay]
+                             [--naming-rule {best_match,aspect_vote}]
 
 Writes OUT/CASE.nii.gz label maps whose labels are the knowledge table's diseases (OUT/dataset.json names them),
 OUT/reports/CASE.json per case, with --overlay OUT/overlays/CASE_lesionN.png, and OUT/malenia_prediction.json: the
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.network.malenia_net import NAMING_RULES
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 from nnunetv2_malenia.utils.cli import folder_problems, make_parser
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
@@ -54,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--diseases", nargs="+", help="restrict the output classes to these diseases")
     p.add_argument("--overlay", action="store_true", help="write a PNG of each lesion's central slice")
     p.add_argument("--no-reports", action="store_true", help="label maps only")
+    p.add_argument("--naming-rule", choices=NAMING_RULES, default=None,
+                   help="how a lesion token names its disease, for the label maps and the reports: best_match (mean "
+                        "over aspects of the best similarity among the disease's accepted rows) or aspect_vote (the "
+                        "paper: per aspect the best row, then the share of aspects whose row the disease accepts); "
+                        "lesion vs background is the same under both. Default: the rule the model was trained with")
     p.add_argument("--describe-masks", metavar="MASKS_DIR",
                    help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
     p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
@@ -204,7 +211,7 @@ def given_masks(cases: dict, folder: str, file_ending: str) -> Dict[str, Path]:
 
 def prediction_record(model_folder: str, trained_classes: Mapping[int, str], diseases: Sequence[str],
                       folds: Optional[Sequence], checkpoint: str, knowledge_tables: Sequence[str],
-                      described_masks: Optional[str]) -> dict:
+                      described_masks: Optional[str], naming_rule: Optional[str] = None) -> dict:
     """The content of OUT/malenia_prediction.json (read back by :func:`read_trained_classes`)."""
     from nnunetv2_malenia import __version__
 
@@ -214,7 +221,9 @@ def prediction_record(model_folder: str, trained_classes: Mapping[int, str], dis
             # label value -> name of the training dataset: the seen classes ("classes" of the plans' Malenia block)
             "trained_classes": {str(v): n for v, n in sorted(trained_classes.items())},
             "predicted_diseases": list(diseases), "knowledge_tables": [str(t) for t in knowledge_tables],
-            "described_masks": str(described_masks) if described_masks else None}
+            "described_masks": str(described_masks) if described_masks else None,
+            # which rule named the lesions (--naming-rule, else the model's): evaluations of two rules stay apart
+            "naming_rule": naming_rule}
 
 
 def read_trained_classes(record_file: Path | str) -> Dict[int, str]:
@@ -255,13 +264,15 @@ def predict(args) -> List[dict]:
                                  allow_tqdm=True)
     folds = [f if f == "all" else int(f) for f in args.f] if args.f else None
     predictor.initialize_from_trained_model_folder(model_folder, folds, args.chk)
+    naming_rule = predictor.use_naming_rule(args.naming_rule)
     classes = predictor.prepare_zero_shot(args.knowledge_table, args.diseases, device="cpu")
-    print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}")
+    print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}; naming rule {naming_rule}")
 
     out = Path(args.o)
     # before any label map: the record names the model that writes them
     write_json_atomic(prediction_record(model_folder, predictor.block.classes, classes.diseases, folds, args.chk,
-                                        args.knowledge_table, args.describe_masks), out / PREDICTION_RECORD)
+                                        args.knowledge_table, args.describe_masks, naming_rule),
+                      out / PREDICTION_RECORD)
     if masks is not None:
         lesion_maps, naming = masks, "model"
     else:

@@ -15,6 +15,7 @@ from torch._dynamo import OptimizedModule
 from nnunetv2_malenia.attributes.knowledge_table import KnowledgeTable, load_knowledge_table
 from nnunetv2_malenia.inference.zero_shot_classes import ZeroShotClasses, zero_shot_classes
 from nnunetv2_malenia.network.bank_fingerprint import bank_fingerprint
+from nnunetv2_malenia.network.malenia_net import check_naming_rule
 from nnunetv2_malenia.training.plans_block import MaleniaBlock, read_block
 
 BANK_BUFFERS = ("bank_embeddings", "row_aspect", "class_row_mask", "bank_fingerprint")
@@ -46,7 +47,7 @@ class MaleniaPredictor(nnUNetPredictor):
         bank = classes.bank
         buffers = {"bank_embeddings": bank.embeddings.float(), "row_aspect": bank.aspect_index(),
                    "class_row_mask": classes.class_row_mask, "bank_fingerprint": bank_fingerprint(bank.content_hash)}
-        network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
+        network = self._bare_network()
         network.set_text_bank(buffers["bank_embeddings"], buffers["row_aspect"])
         network.set_class_row_mask(buffers["class_row_mask"])
         network.bank_fingerprint = buffers["bank_fingerprint"].clone()
@@ -66,6 +67,17 @@ class MaleniaPredictor(nnUNetPredictor):
         self.knowledge_table = table
         return classes
 
+    def _bare_network(self):
+        return self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
+
+    def use_naming_rule(self, rule: Optional[str] = None) -> str:
+        """Name diseases with ``rule`` ("best_match" or "aspect_vote"; None keeps the one the model was trained
+        with, from plans.json). A plain network attribute, not a weight: load_fold's state dicts keep it, and the
+        label maps and the lesion reports (same network) use the same rule. Returns the rule in use."""
+        network = self._bare_network()
+        if rule is not None:
+            network.naming_rule = check_naming_rule(rule)
+        return network.naming_rule
+
     def load_fold(self, params: dict) -> None:
-        network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
-        network.load_state_dict(params)
+        self._bare_network().load_state_dict(params)
