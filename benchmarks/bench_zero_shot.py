@@ -468,6 +468,14 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
         return ev, agnostic, seen, naming
 
     evaluations, agnostic, seen, naming = bench.timed("evaluate", score)
+    # A disease defined only in a knowledge-table file at prediction time (bench_user_disease.py, issue #12 item 3):
+    # its own report beside benchmark.md, same geometry as C, the Malenia arm's model.
+    from bench_user_disease import main as user_disease
+
+    bench.timed("new knowledge-table disease", user_disease,
+                ["-m", str(bench.model(SEEN_ID, p.malenia_trainer)), "-f", p.fold, "--work", str(work / "user_disease"),
+                 "--out", str(out), "--cases", str(p.unseen_test_cases), "--size", str(p.size), "--spacing",
+                 str(p.spacing), "--min-lesion-radius", str(p.min_lesion_radius), "-device", p.device])
     size96 = bench.timed("params and FLOPs at 96^3", network_size_96)
     epochs = {arm: training_log(bench.model(d, t), p.fold) for arm, (d, t) in arms.items()}
     gpu = bench.timed("GPU train steps in-process", gpu_step_cost, bench.model(SEEN_ID, p.malenia_trainer),

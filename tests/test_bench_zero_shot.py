@@ -31,7 +31,8 @@ def report(tmp_path_factory):
 
 @pytest.mark.slow
 def test_report_files_are_written(report):
-    for name in ("benchmark.md", "benchmark.json", "dsc_unseen.png", "cost.png", "learning_curves.png"):
+    for name in ("benchmark.md", "benchmark.json", "dsc_unseen.png", "cost.png", "learning_curves.png",
+                 "user_disease.md", "user_disease.json"):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     assert (report / "dsc_unseen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -66,6 +67,11 @@ def test_every_arm_has_numbers(report):
     naming = q["naming_reference_lesions"]["malenia"]
     assert naming["n_predicted_lesions"] == naming["n_reference_lesions"] > 0
     assert naming["disease_identification"]["matched"] == naming["n_reference_lesions"]
+    # the disease defined only in attribute_tables/user_disease_example.json, predicted without retraining
+    user = json.loads((report / "user_disease.json").read_text())
+    assert list(user["segmentation"]) == ["calcified liver granuloma"] and user["num_candidates"] == 13
+    assert _is_number(user["class_agnostic"]["lesion"]["dice"])
+    assert user["naming_reference"]["disease_identification"]["matched"] == len(user["rank_of_true_disease"]) > 0
     n = c["network_96"]
     assert n["patch_size"] == [96, 96, 96] and n["malenia"]["params"] > n["plain"]["params"] > 0
     assert n["malenia"]["flops"] > n["plain"]["flops"] > 0

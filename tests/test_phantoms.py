@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,3 +261,22 @@ def test_knowledge_table_is_copied_into_the_dataset(tmp_path):
     (tmp_path / "raw").rename(moved)
     attrs = load_dataset_attributes(moved / "Dataset909_MaleniaPhantom")
     assert attrs.labels["spleen cyst"].disease == "spleen cyst"
+
+
+def test_user_split_renders_only_the_knowledge_table_file_diseases(tmp_path):
+    """The committed example of a new disease renders alone (benchmarks/bench_user_disease.py's test set)."""
+    example = Path(__file__).resolve().parents[1] / "attribute_tables" / "user_disease_example.json"
+    main(["-d", "904", "-o", str(tmp_path), "--split", "user", "--cases", "1", "--test-cases", "1", "--size", "32",
+          "32", "32", "--knowledge-table", str(example), "-np", "1"])
+    labels = json.loads((tmp_path / "Dataset904_MaleniaPhantom" / "dataset.json").read_text())["labels"]
+    assert labels == {"background": 0, "calcified liver granuloma": 1}
+
+
+def test_user_split_without_a_user_disease_is_refused(tmp_path, capsys):
+    from bad_inputs import run_bad
+
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "906", "-o", tmp_path, "--split", "user", "--cases",
+                                                         "1", "--size", "24", "24", "24", "-np", "1"],
+                     "--split user without a knowledge table of new diseases", capsys)
+    assert "--split user" in err and "paper_split" in err
+    assert not (tmp_path / "Dataset906_MaleniaPhantom").exists()

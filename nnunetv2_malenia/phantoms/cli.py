@@ -14,8 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser("nnUNetv2_malenia_phantoms", __doc__)
     p.add_argument("-d", dest="dataset_id", type=int, required=True, help="nnU-Net dataset id, 1..999 (e.g. 901)")
     p.add_argument("-o", dest="root", required=True, help="nnUNet_raw-like root; writes ROOT/DatasetID_NAME")
-    p.add_argument("--split", choices=("seen", "unseen", "all"), default="all",
-                   help="label the paper's seen diseases, its unseen ones, or all (default all)")
+    p.add_argument("--split", choices=("seen", "unseen", "all", "user"), default="all",
+                   help="label the paper's seen diseases, its unseen ones, all, or only the diseases of the "
+                        "--knowledge-table files that are not the paper's (a test set for a new disease; default all)")
     p.add_argument("--cases", type=int, default=20, help="training cases (imagesTr)")
     p.add_argument("--test-cases", type=int, default=0, help="test cases (imagesTs/labelsTs)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DatasetID_NAME (as the converters)")

@@ -21,16 +21,24 @@ TEST_ATTRIBUTES_FILENAME = "malenia_attributes_test.json"
 # The user's --knowledge-table files, merged and copied into the dataset: an absolute path to the user's file would
 # break the dataset as soon as the file moves, and the dataset must describe the lesions it was rendered from.
 KNOWLEDGE_TABLE_FILENAME = "malenia_knowledge_table.json"
-SPLITS = ("seen", "unseen", "all")
+SPLITS = ("seen", "unseen", "all", "user")
 
 
 def split_diseases(table: KnowledgeTable, split: str, with_unlabelled_unseen: bool) -> Tuple[Tuple[str, ...],
                                                                                              Tuple[str, ...]]:
-    """(labelled, rendered-but-unlabelled) diseases of a split. User diseases (no paper split) go to 'all'."""
+    """(labelled, rendered-but-unlabelled) diseases of a split. User diseases (no paper split) go to 'all' and are
+    alone in 'user' (a test set for a disease defined only in a --knowledge-table file)."""
     if split not in SPLITS:
         raise MaleniaInputError(Problem("", "--split", f"unknown split {split!r}; choose {', '.join(SPLITS)}"))
     if split == "all":
         return tuple(table.names), ()
+    if split == "user":
+        user = tuple(n for n, d in table.diseases.items() if d.paper_split is None)
+        if not user:
+            raise MaleniaInputError(Problem(", ".join(table.files[1:]) or "--knowledge-table", "diseases",
+                                            "--split user renders the diseases of the --knowledge-table files that "
+                                            "have no paper_split; there are none"))
+        return user, ()
     labelled = tuple(table.split(split))
     unlabelled = tuple(table.split("unseen")) if (split == "seen" and with_unlabelled_unseen) else ()
     return labelled, unlabelled
