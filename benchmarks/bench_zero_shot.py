@@ -98,7 +98,7 @@ PROFILES: Dict[str, Profile] = {
                      spacing=7.0, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
                      baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu", min_lesion_radius=3.0,
                      configuration="3d_cpu",
-                     description="the CPU regime for every arm (about 80 min on 2 cores)"),
+                     description="the CPU regime for every arm (about 40 min on 2 cores)"),
     "full": Profile(train_cases=200, seen_test_cases=20, unseen_train_cases=200, unseen_test_cases=60, size=96,
                     spacing=3.5, malenia_trainer="nnUNetTrainerMalenia_250epochs",
                     baseline_trainer="nnUNetTrainer_250epochs", device="cuda", tta=True,

@@ -5,7 +5,7 @@ The GPU schedule needs no class here: nnU-Net's own ``nnUNetTrainer_250epochs`` 
 """
 from __future__ import annotations
 
-from nnunetv2_malenia.training.schedule import (CPU_ADAMW, CPU_DEMO, SMOKE_2x2, TESTS_5x4, TIME_BUDGET,
+from nnunetv2_malenia.training.schedule import (CPU_ADAMW, CPU_DEMO, CPU_LONG, SMOKE_2x2, TESTS_5x4, TIME_BUDGET,
                                                 TIME_BUDGET_2ITERS, ScheduledTrainer)
 from nnunetv2_malenia.training.time_budget import TimeBudgetMixin
 
@@ -26,6 +26,10 @@ class nnUNetTrainer_CPUDemo(ScheduledTrainer):
     adamw = CPU_ADAMW
     augment = False             # see ScheduledTrainer.augment
 
+
+class nnUNetTrainer_CPULong(nnUNetTrainer_CPUDemo):
+    """Matches nnUNetTrainerMalenia_CPULong (twice the CPU regime's iterations)."""
+    schedule = CPU_LONG
 
 
 class nnUNetTrainer_TimeBudget(TimeBudgetMixin, ScheduledTrainer):

@@ -20,6 +20,9 @@ TESTS_5x4 = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_pe
 # Malenia on 2 cores. Epochs of 25 iterations give the warm-up/cosine schedule (stepped per epoch, like nnU-Net's
 # poly schedule) 40 steps, and nnU-Net's validation pseudo-Dice a point every 25 iterations.
 CPU_DEMO = dict(num_epochs=40, num_iterations_per_epoch=25, num_val_iterations_per_epoch=3)
+# Twice the CPU regime's iterations (about 25 min of Malenia training on 2 cores): does a longer schedule reach the
+# soft-tissue lesions that 1,000 iterations miss?
+CPU_LONG = dict(CPU_DEMO, num_epochs=80)
 GPU_250 = dict(num_epochs=250)
 # Wall-clock budget runs (time_budget.py): num_epochs is only a cap, the budget ends the loop. Epochs of 25 iterations
 # as in the CPU regime (learning-rate steps and pseudo-Dice points); the 2-iteration epochs let a budget of seconds

@@ -6,7 +6,7 @@ The ablation variants follow Tables 3-4 of the paper; each trains into its own r
 from __future__ import annotations
 
 from nnunetv2_malenia.training.paper_optimizer import PAPER_ADAMW
-from nnunetv2_malenia.training.schedule import (CPU_ADAMW, CPU_DEMO, GPU_250, SMOKE_2x2, TESTS_5x4, TIME_BUDGET,
+from nnunetv2_malenia.training.schedule import (CPU_ADAMW, CPU_DEMO, CPU_LONG, GPU_250, SMOKE_2x2, TESTS_5x4, TIME_BUDGET,
                                                 TIME_BUDGET_2ITERS)
 from nnunetv2_malenia.training.time_budget import TimeBudgetMixin
 from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
@@ -34,6 +34,11 @@ class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
     schedule = CPU_DEMO
     adamw = CPU_ADAMW
     augment = False             # see ScheduledTrainer.augment
+
+
+class nnUNetTrainerMalenia_CPULong(nnUNetTrainerMalenia_CPUDemo):
+    """The CPU regime with twice the iterations (80 epochs of 25)."""
+    schedule = CPU_LONG
 
 
 class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
