@@ -11,7 +11,7 @@
     the same on the held-out seen test set              nnUNetv2_malenia_predict + nnUNetv2_malenia_evaluate
     naming the true unseen lesions (masks given)        nnUNetv2_malenia_predict --describe-masks + evaluate
 
-Profiles: ``cpu`` (default; the CPU regime of README: 1,000 iterations on 48^3 phantoms, 20 minutes on 2 cores as
+Profiles: ``cpu`` (default; the CPU regime of README: 1,000 iterations on 48^3 phantoms, 15-20 minutes on 2 cores as
 measured; stones and lung tumours are found, soft-tissue lesions not yet) and ``gpu`` (larger volumes, 250
 epochs, one GPU).
 """
