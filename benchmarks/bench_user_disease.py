@@ -19,43 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TABLE = REPO / "attribute_tables" / "user_disease_example.json"
 DATASET_ID, DATASET_NAME = 905, "UserDisease"
 SEED = 5                      # not a seed of the demo or the benchmark's datasets
-
-
-def step_env(work: Path) -> dict:
-    """The commands' environment: the plugin's trainers findable, nnU-Net's folders inside the work folder unless
-    set (prediction from a model folder reads none of them, nnU-Net only warns when they are missing)."""
-    from nnunetv2_malenia.trainer_path import SHIM_FOLDER
-
-    env = dict(os.environ, MPLBACKEND="agg", nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "0"),
-               nnUNet_extTrainer=os.pathsep.join(filter(None, [str(SHIM_FOLDER), os.environ.get("nnUNet_extTrainer")])))
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env.setdefault(name, str(work / name))
-    return env
-
-
-def run_step(log_folder: Path, env: dict, title: str, *cmd: str) -> float:
-    """One CLI step with its log; stops with the tool's output when it fails. Returns its wall time."""
-    started = time.time()
-    log = log_folder / f"{len(list(log_folder.iterdir())):02d}_{cmd[0]}.log"
-    print(f"[{time.strftime('%H:%M:%S')}] {title}", flush=True)
-    with open(log, "w") as f:
-        rc = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, env=env)
-    if rc != 0:
-        sys.exit(f"{title} failed (exit {rc}); see {log}:\n{log.read_text()[-3000:]}")
-    return time.time() - started
 
 
 def report_ranks(reports: Path, true_names: Dict[int, str]) -> dict:
@@ -115,7 +89,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from bench_zero_shot import class_agnostic_scores, evaluate, evaluate_naming, lesion_labels
 
     from nnunetv2_malenia.attributes import load_knowledge_table
-    from nnunetv2_malenia.demo import machine_description
+    from nnunetv2_malenia.demo import Step, demo_env, machine_description
+    from nnunetv2_malenia.phantoms.dataset import split_diseases
     from nnunetv2_malenia.utils.atomic_io import write_json_atomic, write_text_atomic
 
     started = time.time()
@@ -124,29 +99,31 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         shutil.rmtree(args.work)
     logs = args.work / "logs"
     logs.mkdir(parents=True)
-    env = step_env(args.work)
+    # the demo's step runner and environment: output teed into logs/, nnU-Net's folders inside the work folder
+    # (prediction from -m reads none of them), the plugin's trainers findable
+    step = Step(demo_env(args.work), logs)
     dataset = args.work / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
-    run_step(logs, env, "phantoms of the new disease", "nnUNetv2_malenia_phantoms", "-d", str(DATASET_ID), "-o",
-             str(args.work), "--name", DATASET_NAME, "--split", "user", "--knowledge-table", str(table), "--cases",
-             "1", "--test-cases", str(args.cases), "--size", *[str(args.size)] * 3, "--spacing",
-             *[str(args.spacing)] * 3, "--min-lesion-radius", str(args.min_lesion_radius), "--seed", str(SEED),
-             "-np", "1")
+    step("phantoms of the new disease", "nnUNetv2_malenia_phantoms", "-d", str(DATASET_ID), "-o", str(args.work),
+         "--name", DATASET_NAME, "--split", "user", "--knowledge-table", str(table), "--cases", "1", "--test-cases",
+         str(args.cases), "--size", *[str(args.size)] * 3, "--spacing", *[str(args.spacing)] * 3,
+         "--min-lesion-radius", str(args.min_lesion_radius), "--seed", str(SEED), "-np", "1")
     common = ["-m", str(model), "-f", args.fold, "-device", args.device, "--knowledge-table", str(table),
               "-npp", "1", "-nps", "1", "--disable_tta"]
     pred, described = args.work / "predictions", args.work / "reference_lesion_reports"
-    run_step(logs, env, "predict with the new knowledge table", "nnUNetv2_malenia_predict", "-i",
-             str(dataset / "imagesTs"), "-o", str(pred), *common)
-    run_step(logs, env, "describe the reference lesions", "nnUNetv2_malenia_predict", "-i", str(dataset / "imagesTs"),
-             "-o", str(described), *common, "--describe-masks", str(dataset / "labelsTs"))
+    step("predict with the new knowledge table", "nnUNetv2_malenia_predict", "-i", str(dataset / "imagesTs"), "-o",
+         str(pred), *common)
+    step("describe the reference lesions", "nnUNetv2_malenia_predict", "-i", str(dataset / "imagesTs"), "-o",
+         str(described), *common, "--describe-masks", str(dataset / "labelsTs"))
 
     scores = evaluate(dataset / "labelsTs", pred, dataset, reports=True)
     naming = evaluate_naming(dataset, described / "reports")
     labels = {v: k for k, v in json.loads((dataset / "dataset.json").read_text())["labels"].items()}
-    new = load_knowledge_table(table, include_default=False).names
+    merged = load_knowledge_table(table)
+    new = split_diseases(merged, "user", with_unlabelled_unseen=False)[0]      # what --split user rendered
     result = {"date": time.strftime("%Y-%m-%d"), "hardware": machine_description(), "model": str(model),
               "knowledge_table": str(args.knowledge_table), "new_diseases": list(new), "test_cases": args.cases,
               "geometry": f"{args.size}^3 at {args.spacing:g} mm, lesion radius >= {args.min_lesion_radius:g} voxels",
-              "num_candidates": len(load_knowledge_table(table).names),
+              "num_candidates": len(merged.names),
               "segmentation": {k: v for k, v in scores["per_disease"].items() if k in new},
               # found at all, whatever the name: the lesion / background Dice of the same label maps
               "class_agnostic": class_agnostic_scores(dataset / "labelsTs", pred, lesion_labels(dataset)),
