@@ -280,3 +280,35 @@ def test_user_split_without_a_user_disease_is_refused(tmp_path, capsys):
                      "--split user without a knowledge table of new diseases", capsys)
     assert "--split user" in err and "paper_split" in err
     assert not (tmp_path / "Dataset906_MaleniaPhantom").exists()
+
+
+def test_every_seen_disease_leads_cases_whatever_phases_it_accepts():
+    # Phase-first sampling put half the seen cases in non-contrast scans, which only lung tumours and gallstones
+    # accept, so each contrast-only disease led about one case in twelve instead of one in six.
+    from nnunetv2_malenia.phantoms.generator import PhantomConfig, generate_case
+
+    labelled, _ = split_diseases(TABLE, "seen", False)
+    config = PhantomConfig(size=(24, 24, 24), labelled=labelled, seed=3)
+    leaders = [generate_case(TABLE.diseases, config, i).lesions[0][0] for i in range(120)]
+    shares = {name: leaders.count(name) / len(leaders) for name in labelled}
+    assert all(0.08 <= share <= 0.27 for share in shares.values()), shares      # 1/6 each, binomial spread
+
+
+@pytest.mark.parametrize("low, high", [(2, 4), (3, 3)])
+def test_lesions_per_case_stay_in_the_asked_range(low, high):
+    from nnunetv2_malenia.phantoms.generator import PhantomConfig, generate_case
+
+    labelled, _ = split_diseases(TABLE, "seen", False)
+    config = PhantomConfig(size=(32, 32, 32), labelled=labelled, lesions_per_case=(low, high))
+    counts = {len(generate_case(TABLE.diseases, config, i).lesions) for i in range(30)}
+    assert counts <= set(range(low, high + 1)) and (low == high or len(counts) > 1)
+
+
+@pytest.mark.parametrize("values", [["0", "2"], ["3", "2"], ["1", "16"]])
+def test_bad_lesions_per_case_is_refused(tmp_path, capsys, values):
+    from bad_inputs import run_bad
+
+    _, err = run_bad(main, "nnUNetv2_malenia_phantoms", ["-d", "909", "-o", tmp_path, "--lesions-per-case", *values,
+                                                         *SMALL], f"--lesions-per-case {' '.join(values)}", capsys)
+    assert "--lesions-per-case" in err and "MAX <= 15" in err
+    assert not any(tmp_path.iterdir())

@@ -9,6 +9,9 @@ from pathlib import Path
 from nnunetv2_malenia.errors import MaleniaInputError, exit_with_problems
 from nnunetv2_malenia.utils.cli import make_parser
 
+# Malenia's 16 tokens: one stays free for background, so at most 15 lesion instances per case are matched.
+MAX_LESIONS_PER_CASE = 15
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("nnUNetv2_malenia_phantoms", __doc__)
@@ -27,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="voxel spacing in mm")
     p.add_argument("--min-lesion-radius", type=float, default=1.5, metavar="VOXELS",
                    help="smallest lesion radius in voxels (the CPU regime uses 3)")
+    p.add_argument("--lesions-per-case", type=int, nargs=2, default=(1, 3), metavar=("MIN", "MAX"),
+                   help="lesions per case, drawn uniformly (default 1 3; the CPU regime uses 2 4)")
     p.add_argument("--name", default="MaleniaPhantom", help="dataset name after DatasetID_")
     p.add_argument("--with-unlabeled-unseen", action="store_true",
                    help="seen split: also render unseen lesions, unlabelled (background)")
@@ -64,6 +69,10 @@ def run(args) -> Path:
         problems.append(Problem("", "--spacing", "must be positive"))
     if args.min_lesion_radius < 1:
         problems.append(Problem("", "--min-lesion-radius", "must be at least 1 voxel"))
+    low, high = args.lesions_per_case
+    if not 1 <= low <= high <= MAX_LESIONS_PER_CASE:
+        problems.append(Problem("", "--lesions-per-case", f"{low} {high}: need 1 <= MIN <= MAX <= "
+                                f"{MAX_LESIONS_PER_CASE} (a case's lesions each need a mask token)"))
     if args.cases < 1 or args.test_cases < 0:
         problems.append(Problem("", "--cases", "need at least one training case and no negative test cases"))
     if bool(args.background) != bool(args.organs):
@@ -81,7 +90,7 @@ def run(args) -> Path:
     labelled, unlabelled = split_diseases(table, args.split, args.with_unlabeled_unseen)
     config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing), labelled=labelled,
                            unlabelled=unlabelled, organ_labels=args.organ_labels, seed=args.seed,
-                           min_lesion_radius=args.min_lesion_radius,
+                           min_lesion_radius=args.min_lesion_radius, lesions_per_case=(low, high),
                            background=args.background, organs=args.organs)
     if args.background:
         from nnunetv2_malenia.phantoms.dataset import restrict_to_background

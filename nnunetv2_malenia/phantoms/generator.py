@@ -1,4 +1,4 @@
-"""One phantom case: anatomy + scan phase + 1-3 lesions -> (image HU, label map, per-label rendered attributes)."""
+"""One phantom case: anatomy + scan phase + lesions -> (image HU, label map, per-label rendered attributes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,6 +25,9 @@ class PhantomConfig:
     # Smallest lesion radius in voxels. 1.5 renders stones and small lesions as they come (a few dozen voxels);
     # short CPU schedules need 3 (see README, "CPU regime"): at 7 mm a 1.5-voxel lesion is 27 voxels in 110,592.
     min_lesion_radius: float = 1.5
+    # Lesions per case, drawn uniformly in [min, max]. The CPU regime uses (2, 4): at 40 cases of 1-3 lesions each
+    # soft-tissue disease had 7-9 lesions in the whole training set (README, "CPU regime").
+    lesions_per_case: Tuple[int, int] = (1, 3)
 
 
 @dataclass
@@ -66,16 +69,22 @@ def generate_case(diseases: Mapping[str, Disease], config: PhantomConfig, case_i
         geometry = (ref.GetSpacing(), ref.GetOrigin(), ref.GetDirection())
         image = ct.copy()
         compatible = pool
+        first = None
     else:
         anatomy = build_anatomy(config.size, rng)
-        # one phase per scan; pick among phases that at least one candidate disease accepts
-        phases = [p for p in PHASES if any(p in diseases[n].value_keys["enhancement_status"] for n in pool)]
+        # The first lesion's disease first, then a phase it accepts: every labelled disease leads the same share
+        # of cases. (Phase first would put half the cases in a phase only a few diseases accept: non-contrast
+        # scans of the seen split can hold lung tumours and gallstones only.)
+        leaders = [n for n in (config.labelled or pool) if diseases[n].value_keys["enhancement_status"]]
+        first = leaders[int(rng.integers(len(leaders)))]
+        phases = diseases[first].value_keys["enhancement_status"]
         phase = phases[int(rng.integers(len(phases)))]
         compatible = [n for n in pool if phase in diseases[n].value_keys["enhancement_status"]]
         image = render_anatomy(anatomy, phase)
     labelled_ok = [n for n in compatible if n in config.labelled] or compatible
-    n_lesions = int(rng.integers(1, 4))
-    chosen = [labelled_ok[int(rng.integers(len(labelled_ok)))]]
+    low, high = config.lesions_per_case
+    n_lesions = int(rng.integers(low, high + 1))
+    chosen = [first or labelled_ok[int(rng.integers(len(labelled_ok)))]]
     chosen += [compatible[int(rng.integers(len(compatible)))] for _ in range(n_lesions - 1)]
     label = np.zeros(image.shape, np.uint8)
     names = label_names(config)
