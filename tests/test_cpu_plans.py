@@ -10,10 +10,13 @@ from nnunetv2_malenia.network.example_plans import tiny_plan_48
 from nnunetv2_malenia.training.cpu_plans import CPU_CONFIGURATION, add_cpu_configuration
 
 
-def test_cpu_configuration_halves_widths_inherits_and_turns_batch_dice_on(tmp_path):
+@pytest.mark.parametrize("planned_batch, cpu_batch", [(4, 2), (1, 1)])
+def test_cpu_configuration_halves_widths_caps_batch_inherits_and_turns_batch_dice_on(tmp_path, planned_batch,
+                                                                                      cpu_batch):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans = tiny_plan_48()[0].plans
+    plans["configurations"]["3d_fullres"]["batch_size"] = planned_batch
     plans_file = tmp_path / "nnUNetPlans.json"
     plans_file.write_text(json.dumps(plans))
     add_cpu_configuration(plans_file)
@@ -22,6 +25,7 @@ def test_cpu_configuration_halves_widths_inherits_and_turns_batch_dice_on(tmp_pa
     cpu = PlansManager(written).get_configuration(CPU_CONFIGURATION)
     assert cpu.network_arch_init_kwargs["features_per_stage"] == [16, 32, 64, 128]
     assert cpu.batch_dice is True
+    assert cpu.batch_size == cpu_batch                      # at most 2, never more than nnU-Net planned
     assert cpu.data_identifier == written["configurations"]["3d_fullres"]["data_identifier"]   # same data
     assert written["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] == \
         [32, 64, 128, 256]                                  # the parent is left as planned

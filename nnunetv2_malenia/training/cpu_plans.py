@@ -5,10 +5,13 @@
     nnUNetv2_train 901 3d_cpu 0 -tr nnUNetTrainerMalenia_CPUDemo
 
 ``3d_cpu`` inherits from ``3d_fullres`` (nnU-Net's own ``inherits_from``), so it shares its preprocessed data
-(same ``data_identifier``, nothing is preprocessed again) and changes two things, both measured on 2 CPU cores:
+(same ``data_identifier``, nothing is preprocessed again) and changes three things, measured on 2 CPU cores:
 
 * every stage's feature count is halved (48^3 plan: 16..128 instead of 32..256): fwd+bwd of a batch of two 48^3
   patches takes 0.65 s instead of 2.5 s, so four times as many iterations fit in the same minutes;
+* the batch size is at most 2: nnU-Net sizes batches to 5 % of the dataset's voxels, so the 80 training cases of
+  the CPU phantoms would get batches of 4 and every iteration would take twice as long; the schedules (1,000
+  iterations) were measured with 2;
 * ``batch_dice`` is on: nnU-Net's per-sample soft Dice rewards pushing every absent label to zero, which on phantom
   cases with one to three small lesions and several absent labels kept plain nnU-Net at all-background for
   hundreds of steps (issue #11). Malenia's losses are per lesion and do not read this flag.
@@ -29,6 +32,7 @@ CPU_CONFIGURATION = "3d_cpu"
 PARENT_CONFIGURATION = "3d_fullres"
 WIDTH_DIVISOR = 2
 MIN_FEATURES = 8
+MAX_BATCH_SIZE = 2
 
 
 def cpu_configuration(parent: dict, source: str) -> dict:
@@ -40,7 +44,8 @@ def cpu_configuration(parent: dict, source: str) -> dict:
                                         "features_per_stage", "missing: not an nnU-Net v2 plans file"))
     arch = copy.deepcopy(parent["architecture"])
     arch["arch_kwargs"]["features_per_stage"] = [max(MIN_FEATURES, int(f) // WIDTH_DIVISOR) for f in features]
-    return {"inherits_from": PARENT_CONFIGURATION, "architecture": arch, "batch_dice": True}
+    batch_size = min(MAX_BATCH_SIZE, int(parent.get("batch_size", MAX_BATCH_SIZE)))
+    return {"inherits_from": PARENT_CONFIGURATION, "architecture": arch, "batch_size": batch_size, "batch_dice": True}
 
 
 def add_cpu_configuration(plans_file: Path) -> dict:
@@ -83,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         exit_with_problems(e)
     features = config["architecture"]["arch_kwargs"]["features_per_stage"]
     print(f"{plans_file}: configuration {CPU_CONFIGURATION!r} (inherits {PARENT_CONFIGURATION}, features {features}, "
-          f"batch_dice on); train with: nnUNetv2_train {args.d} {CPU_CONFIGURATION} FOLD -tr TRAINER")
+          f"batch size {config['batch_size']}, batch_dice on); train with: nnUNetv2_train {args.d} {CPU_CONFIGURATION} FOLD -tr TRAINER")
 
 
 if __name__ == "__main__":
