@@ -55,7 +55,7 @@ NAMES = {SEEN_ID: "ZSBenchSeen", MERGED_ID: "ZSBenchSeenMerged", UNSEEN_ID: "ZSB
 SEEDS = {"phantoms_seen": 0, "phantoms_unseen": 1}
 # the paper's Tables 3-4, then this implementation's own additions switched off (issue #12 B, losses/criterion.py)
 ABLATIONS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly",
-             "UnusedRowsAsNegatives", "NoOtherLesionLoss")
+             "UnusedRowsAsNegatives", "NoOtherLesionLoss", "NoLesionLoss")
 NSD_TOLERANCE_MM = 2.0
 MARKER = ".zero_shot_bench"
 
@@ -81,6 +81,7 @@ class Profile:
     ablations: Tuple[str, ...] = ()
     description: str = ""
     min_lesion_radius: float = 1.5     # voxels (nnUNetv2_malenia_phantoms --min-lesion-radius)
+    lesions_per_case: Tuple[int, int] = (1, 3)   # nnUNetv2_malenia_phantoms --lesions-per-case
     configuration: str = "3d_fullres"  # 3d_cpu: the CPU regime's halved-width plan (nnUNetv2_malenia_cpu_plans)
 
 
@@ -94,9 +95,10 @@ PROFILES: Dict[str, Profile] = {
                      description="pipeline check only (minutes on 2 CPU cores); the numbers mean nothing"),
     # The CPU regime (README): the demo's phantoms (48^3 at 7 mm, lesion radius >= 3 voxels), the 3d_cpu plan and
     # 1,000 iterations of AdamW 1e-3 for every arm.
-    "quick": Profile(train_cases=40, seen_test_cases=12, unseen_train_cases=40, unseen_test_cases=12, size=48,
+    "quick": Profile(train_cases=80, seen_test_cases=12, unseen_train_cases=80, unseen_test_cases=12, size=48,
                      spacing=7.0, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
                      baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu", min_lesion_radius=3.0,
+                     lesions_per_case=(2, 4),
                      configuration="3d_cpu",
                      description="the CPU regime for every arm (about 40 min on 2 cores)"),
     "full": Profile(train_cases=200, seen_test_cases=20, unseen_train_cases=200, unseen_test_cases=60, size=96,
@@ -161,7 +163,7 @@ def write_phantoms(bench: Bench) -> None:
             (UNSEEN_ID, "unseen", p.unseen_train_cases, p.unseen_test_cases, SEEDS["phantoms_unseen"], "unseen")):
         labelled, _ = split_diseases(table, split, False)
         config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed,
-                               min_lesion_radius=p.min_lesion_radius)
+                               min_lesion_radius=p.min_lesion_radius, lesions_per_case=p.lesions_per_case)
         write_phantom_dataset(bench.dataset(dataset_id), table, config, cases, test_cases,
                               num_processes=p.workers, case_prefix=prefix)
 
@@ -475,7 +477,8 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
     bench.timed("new knowledge-table disease", user_disease,
                 ["-m", str(bench.model(SEEN_ID, p.malenia_trainer)), "-f", p.fold, "--work", str(work / "user_disease"),
                  "--out", str(out), "--cases", str(p.unseen_test_cases), "--size", str(p.size), "--spacing",
-                 str(p.spacing), "--min-lesion-radius", str(p.min_lesion_radius), "-device", p.device])
+                 str(p.spacing), "--min-lesion-radius", str(p.min_lesion_radius), "--lesions-per-case",
+                 *[str(n) for n in p.lesions_per_case], "-device", p.device])
     size96 = bench.timed("params and FLOPs at 96^3", network_size_96)
     epochs = {arm: training_log(bench.model(d, t), p.fold) for arm, (d, t) in arms.items()}
     gpu = bench.timed("GPU train steps in-process", gpu_step_cost, bench.model(SEEN_ID, p.malenia_trainer),

@@ -366,3 +366,63 @@ def test_no_lesion_weight_downweights_t0_only_tokens():
     per_token = [mp_nce_loss(emb[:, j:j + 1], text, scale, pos[:, j:j + 1], cand) for j in range(2)]
     weighted = mp_nce_loss(emb, text, scale, pos, cand, no_lesion_weight=0.1)
     torch.testing.assert_close(weighted, (per_token[0] + 0.1 * per_token[1]) / 1.1)
+
+
+def test_lesion_aux_weights_follow_nnunet_deep_supervision():
+    from nnunetv2_malenia.losses.lesion_aux import deep_supervision_weights
+
+    weights = deep_supervision_weights(4)                               # coarsest first
+    assert weights[0] == 0.0 and weights[-1] == max(weights)
+    assert sum(weights) == pytest.approx(1.0)
+    torch.testing.assert_close(torch.tensor(weights[1:]), torch.tensor([1.0, 2.0, 4.0]) / 7)
+    assert deep_supervision_weights(1) == [1.0]
+
+
+def test_lesion_aux_target_is_the_area_fraction_of_the_instance_union():
+    from nnunetv2_malenia.losses.lesion_aux import lesion_target
+
+    targets = _random_targets(2, (8, 8, 8), [2, 0])
+    full = lesion_target(targets, (8, 8, 8), "cpu")                     # [B, 1, 8, 8, 8]
+    assert torch.equal(full[0, 0].bool(), targets[0]["masks"].any(0)) and not full[1].any()
+    coarse = lesion_target(targets, (4, 4, 4), "cpu")                   # [B, 1, 4, 4, 4]
+    torch.testing.assert_close(coarse.mean(), full.mean())             # area averaging keeps the lesion volume
+    assert 0 < coarse[0].max() <= 1
+
+
+def test_lesion_aux_loss_rewards_the_right_lesion_map_and_needs_the_heads():
+    from nnunetv2_malenia.losses.lesion_aux import lesion_aux_loss, lesion_target
+
+    targets = _random_targets(2, (8, 8, 8), [2, 1])
+    sizes = [(1, 1, 1), (2, 2, 2), (4, 4, 4), (8, 8, 8)]
+    right = [torch.logit(lesion_target(targets, s, "cpu"), eps=1e-4) for s in sizes]   # the target's own map
+    unsure = [torch.zeros_like(r) for r in right]
+    wrong = [-r for r in right]
+    assert lesion_aux_loss(right, targets) < lesion_aux_loss(unsure, targets) < lesion_aux_loss(wrong, targets)
+    leaves = [torch.zeros(2, 1, *s, requires_grad=True) for s in sizes]
+    lesion_aux_loss(leaves, targets).backward()
+    assert leaves[0].grad is None and all(v.grad.abs().sum() > 0 for v in leaves[1:])   # coarsest weighs 0
+    crit = MaleniaCriterion(ROW_ASPECT, weight_lesion=1.0)
+    out = _normalised(_outputs(B=2, Q=5, S=(8, 8, 8)))
+    indices = [HungarianMatcher()(m, e, out["text_embeddings"], out["logit_scale"], targets, row_aspect=ROW_ASPECT)
+               for m, e in zip(out["block_masks"], out["block_embeddings"])]
+    with pytest.raises(AssertionError, match="lesion_heads"):
+        crit(out, targets, indices)
+    losses = crit({**out, "lesion_logits": right}, targets, indices)
+    total_without = MaleniaCriterion(ROW_ASPECT).weighted_total({k: v for k, v in losses.items()
+                                                                 if k != "loss_lesion"})
+    torch.testing.assert_close(crit.weighted_total(losses), total_without + losses["loss_lesion"])
+
+
+def test_class_aux_loss_rebuilds_the_label_map_and_rewards_it():
+    from nnunetv2_malenia.losses.lesion_aux import class_target, lesion_aux_loss
+
+    targets = _random_targets(2, (8, 8, 8), [2, 1])
+    targets[0]["labels"] = torch.tensor([1, 3])
+    label_map = class_target(targets, (8, 8, 8), "cpu")                 # [B, 8, 8, 8]
+    assert set(label_map[0].unique().tolist()) <= {0, 1, 3} and (label_map[0] == 3).any()
+    assert torch.equal(label_map[1] > 0, targets[1]["masks"].any(0))
+    assert class_target(targets, (4, 4, 4), "cpu").shape == (2, 4, 4, 4)
+    sizes = [(1, 1, 1), (2, 2, 2), (4, 4, 4), (8, 8, 8)]
+    right = [10 * F.one_hot(class_target(targets, s, "cpu"), 4).movedim(-1, 1).float() for s in sizes]
+    wrong = [r.roll(1, dims=1) for r in right]
+    assert lesion_aux_loss(right, targets) < 0.1 < 1.0 < lesion_aux_loss(wrong, targets)

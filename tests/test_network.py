@@ -393,3 +393,20 @@ def test_naming_rule_is_a_setting_and_switchable_without_retraining():
         assert torch.equal(out["class_logits"], trained.aspect_vote_logits(emb, text))
         trained.naming_rule = "best_match"                                    # what --naming-rule does
         assert torch.equal(trained(x, return_dict=True)["class_logits"], trained.best_match_logits(emb, text))
+
+
+@pytest.mark.parametrize("heads, channels", [("lesion", 1), ("classes", K + 1)])
+def test_lesion_heads_give_one_map_per_decoder_stage_and_old_models_load_without_them(heads, channels):
+    net = build(lesion_heads=heads)
+    out = net(sample(), slot_assigner=RandomSlots(net.row_aspect))
+    maps = out["lesion_logits"]                                          # coarsest first, [B, 1 or K+1, *S_i]
+    assert tuple(maps[-1].shape[2:]) == tuple(PLANS["tiny3d"][0]) and all(m.shape[1] == channels for m in maps)
+    sum(m.square().mean() for m in maps).backward()
+    assert all(p.grad is not None and p.grad.any() for p in net.lesion_heads.parameters())
+    # heads are training-only: a model built without the setting (the plans of every model trained before it)
+    # has none and its state dict has no such keys, so old checkpoints load strictly
+    without = build()
+    assert "lesion_logits" not in without(sample(), slot_assigner=RandomSlots(without.row_aspect))
+    assert not any(k.startswith("lesion_heads") for k in without.state_dict())
+    with pytest.raises(AssertionError, match="lesion_heads"):
+        build(lesion_heads="yes")

@@ -12,6 +12,8 @@ Named losses for L decoder blocks:
   sigmoid is saturated, so a token could keep covering a neighbouring lesion with confidence. On a fixed batch of
   two demo cases the liver tumour's token held mask logits of +13 on a kidney cyst 10 voxels away after 300 steps
   (lesion Dice 0.997, the cyst named liver tumour) without it.
+- ``loss_lesion`` (not in the paper; ``weight_lesion``, 0 switches it off): deep supervision of the U-Net decoder
+  stages, lesion vs background or the training label map (lesion_aux.py), for networks built with ``lesion_heads``.
 Mask losses are on every voxel of the patch by default (``num_points=None``), summed over matched instances and
 divided by the number of instances (all-reduced across DDP processes,
 divided by the world size like Mask2Former, clamped >= 1). Zero instances: mask losses are exactly 0 but attached
@@ -34,6 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from nnunetv2_malenia.losses.dice_bce import bce_loss, dice_loss, sample_points_near_lesions
+from nnunetv2_malenia.losses.lesion_aux import lesion_aux_loss
 from nnunetv2_malenia.losses.matcher import HungarianMatcher, Indices
 from nnunetv2_malenia.losses.mp_nce import mp_nce_loss, text_candidates, token_positives
 
@@ -49,13 +52,15 @@ def num_instances_global(targets: Sequence[Dict[str, torch.Tensor]], device: tor
 class MaleniaCriterion:
     def __init__(self, row_aspect: Optional[torch.Tensor] = None, *, weight_deep: float = 1.0,
                  weight_sim: float = 1.0, weight_seg: float = 1.0, weight_bce: float = 2.0, weight_dice: float = 2.0,
-                 weight_others: float = 2.0, num_points: Optional[int] = None, foreground_fraction: float = 0.5,
+                 weight_others: float = 2.0, weight_lesion: float = 0.0, num_points: Optional[int] = None,
+                 foreground_fraction: float = 0.5,
                  no_lesion_weight: float = 0.1,
                  multi_scale: bool = True,
                  multi_positive: bool = True,
                  matcher: Optional[HungarianMatcher] = None, generator: Optional[torch.Generator] = None):
         """Eq. 6 weights: weight_deep/sim/seg = l1/l2/l3 (paper 1, 1, 1); weight_bce/dice = L_seg's alpha1/alpha2
-        (paper 2, 2); weight_others: loss_others' weight inside L_seg (0: the paper's L_seg). Ablations:
+        (paper 2, 2); weight_others: loss_others' weight inside L_seg (0: the paper's L_seg); weight_lesion: the
+        auxiliary loss_lesion's weight, added to Eq. 6 (0: the paper's total; > 0 needs "lesion_logits"). Ablations:
         multi_scale=False -> loss_sim on the last block only; multi_positive=False -> the
         joined paragraph row is the single positive (give the matcher the same flag).
 
@@ -70,6 +75,7 @@ class MaleniaCriterion:
         self.weight_deep, self.weight_sim, self.weight_seg = float(weight_deep), float(weight_sim), float(weight_seg)
         self.weight_bce, self.weight_dice = float(weight_bce), float(weight_dice)
         self.weight_others = float(weight_others)
+        self.weight_lesion = float(weight_lesion)
         self.num_points = num_points
         self.foreground_fraction = foreground_fraction
         self.no_lesion_weight = no_lesion_weight
@@ -115,6 +121,10 @@ class MaleniaCriterion:
         losses["loss_bce"], losses["loss_dice"] = self._mask_losses(pred_masks, targets, indices[-1], points, num)
         if self.weight_others:
             losses["loss_others"] = self._other_lesion_loss(pred_masks, targets, indices[-1], points, num)
+        if self.weight_lesion:
+            assert "lesion_logits" in outputs, ("weight_lesion > 0 needs a network built with lesion_heads "
+                                                "(its output has no 'lesion_logits')")
+            losses["loss_lesion"] = lesion_aux_loss(outputs["lesion_logits"], targets)
         return losses
 
     @staticmethod
@@ -162,8 +172,8 @@ class MaleniaCriterion:
         return total / num
 
     def weighted_total(self, losses: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Eq. 6: l1 mean_i deep_i + l2 mean_i sim_i + l3 (alpha1 bce + alpha2 dice + weight_others others); absent
-        groups are skipped.
+        """Eq. 6: l1 mean_i deep_i + l2 mean_i sim_i + l3 (alpha1 bce + alpha2 dice + weight_others others), plus
+        weight_lesion lesion; absent groups are skipped.
         (l1, l2, l3, alpha1, alpha2) = (weight_deep, weight_sim, weight_seg, weight_bce, weight_dice)."""
         def mean_of(prefix: str):
             vals = [v for k, v in losses.items() if k.startswith(prefix)]
@@ -184,5 +194,7 @@ class MaleniaCriterion:
             if "loss_others" in losses:
                 seg = seg + self.weight_others * losses["loss_others"]
             total.append(self.weight_seg * seg)
+        if "loss_lesion" in losses:
+            total.append(self.weight_lesion * losses["loss_lesion"])
         assert total, f"no known losses in {sorted(losses)}"
         return sum(total)

@@ -51,6 +51,7 @@ def token_dim_for(bottleneck_channels: int, num_heads: int) -> int:
 INFERENCE_RULES = ("lesion_first", "joint")
 # How a token's embedding names a disease (class_logits); "best_match" is the default, "aspect_vote" the paper's.
 NAMING_RULES = ("best_match", "aspect_vote")
+LESION_HEADS = ("none", "lesion", "classes")    # training-only decoder heads of losses/lesion_aux.py
 
 
 def dense_logits(class_logits: torch.Tensor, pred_masks: torch.Tensor, rule: str = "lesion_first",
@@ -119,7 +120,7 @@ class MaleniaNet(nn.Module):
                  token_dim: Optional[int] = None, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
                  cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
-                 naming_rule: str = "best_match"):
+                 naming_rule: str = "best_match", lesion_heads: str = "none"):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -157,6 +158,13 @@ class MaleniaNet(nn.Module):
         self.cmki = CrossModalKnowledgeInjection(token_dim, NUM_ASPECTS, pixel_channels, num_tokens,
                                                  num_heads=num_heads, num_layers=cmki_layers, fusion=fusion,
                                                  branches=branches, beta=beta)
+        # Training only: a 1x1 lesion-vs-background head per decoder stage (coarsest first) for the auxiliary
+        # loss of losses/lesion_aux.py, which gives the U-Net a dense gradient at every stage. Off in models trained
+        # before it existed (their plans lack the setting), so their checkpoints load unchanged.
+        assert lesion_heads in LESION_HEADS, f"lesion_heads {lesion_heads!r} not in {LESION_HEADS}"
+        head_channels = {"none": 0, "lesion": 1, "classes": num_classes + 1}[lesion_heads]
+        self.lesion_heads = (nn.ModuleList(self.conv_op(c, head_channels, 1) for c in channels[1:])
+                             if head_channels else None)
         # Dataset-dependent state as buffers: travels in the checkpoint, shapes known from the arguments above.
         self.register_buffer("bank_embeddings", torch.zeros(num_bank_rows, text_dim))
         # -1 = no aspect yet (set_text_bank fills it); such rows are never slot candidates nor class evidence.
@@ -352,9 +360,12 @@ class MaleniaNet(nn.Module):
         pred_masks = self._full_size(cmki["pred_masks"], x)          # [B, Q, *S]
         if not want_dict:
             return dense_logits(class_logits, pred_masks, self.inference_rule)   # [B, K+1, *S]
-        return {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
-                "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks,
-                "class_logits": class_logits}
+        out = {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
+               "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks, "class_logits": class_logits}
+        if self.lesion_heads is not None:
+            # per decoder stage [B, 1 or K+1, *S_i], coarsest first (the bottleneck has no head, as in nnU-Net)
+            out["lesion_logits"] = [head(f) for head, f in zip(self.lesion_heads, features[1:])]
+        return out
 
     @torch.no_grad()
     def describe(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:

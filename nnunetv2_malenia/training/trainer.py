@@ -48,14 +48,19 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     # naming_rule (issue #12 C): how a token names a disease, "best_match" or the paper's "aspect_vote"; it only
     # changes class_logits (no loss uses them), and nnUNetv2_malenia_predict --naming-rule overrides it.
     malenia_network_settings: Dict = dict(num_tokens=16, num_blocks=3, num_heads=8, cmki_layers=1,
-                                          temperature=0.07, fusion=True, branches="both", naming_rule="best_match")
+                                          temperature=0.07, fusion=True, branches="both", naming_rule="best_match",
+                                          lesion_heads="classes")
     # Loss weights of Eq. 6 (lambda1..3, alpha1..2) and the ablation switches of Tables 3-4.
     # weight_others (not in the paper, losses/criterion.py): keeps a token's mask off the sample's other lesions.
+    # weight_lesion (not in the paper, losses/lesion_aux.py): deep supervision of the U-Net decoder through the
+    # network's lesion_heads (network setting); without it the masks of soft-tissue lesions never started on 2 CPU
+    # cores (README, "CPU regime").
     # unused_rows_as_negatives (issue #12 B): False leaves the bank rows that no training label uses (descriptions
     # only unseen diseases have) out of MP-NCE and the matcher; True makes them negatives for every token, which
     # pushes the unseen diseases' scores down before inference sees them (the earlier behaviour, for the ablation).
     malenia_loss_settings: Dict = dict(weight_deep=1.0, weight_sim=1.0, weight_seg=1.0, weight_bce=2.0,
-                                       weight_dice=2.0, weight_others=2.0, multi_scale=True, multi_positive=True,
+                                       weight_dice=2.0, weight_others=2.0, weight_lesion=1.0, multi_scale=True,
+                                       multi_positive=True,
                                        unused_rows_as_negatives=False)
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2). num_points None: matcher and mask losses use
     # every voxel (exact dice for lesions of a few dozen voxels; see losses/criterion.py for what sampling did).
@@ -115,7 +120,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         names = [f"loss_deep_{i}" for i in range(blocks)]
         sim_blocks = range(blocks) if self.malenia_loss_settings["multi_scale"] else [blocks - 1]
         others = ["loss_others"] if self.malenia_loss_settings["weight_others"] else []
-        return names + [f"loss_sim_{i}" for i in sim_blocks] + ["loss_bce", "loss_dice"] + others
+        lesion = ["loss_lesion"] if self.malenia_loss_settings["weight_lesion"] else []
+        return names + [f"loss_sim_{i}" for i in sim_blocks] + ["loss_bce", "loss_dice"] + others + lesion
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
