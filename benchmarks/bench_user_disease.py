@@ -82,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--size", type=int, default=48, help="phantom size in voxels per axis")
     p.add_argument("--spacing", type=float, default=7.0, help="phantom spacing in mm")
     p.add_argument("--min-lesion-radius", type=float, default=3.0)
+    p.add_argument("--lesions-per-case", type=int, nargs=2, default=(2, 4), metavar=("MIN", "MAX"))
     p.add_argument("-device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args(argv)
 
@@ -106,7 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     step("phantoms of the new disease", "nnUNetv2_malenia_phantoms", "-d", str(DATASET_ID), "-o", str(args.work),
          "--name", DATASET_NAME, "--split", "user", "--knowledge-table", str(table), "--cases", "1", "--test-cases",
          str(args.cases), "--size", *[str(args.size)] * 3, "--spacing", *[str(args.spacing)] * 3,
-         "--min-lesion-radius", str(args.min_lesion_radius), "--seed", str(SEED), "-np", "1")
+         "--min-lesion-radius", str(args.min_lesion_radius), "--lesions-per-case",
+         *[str(n) for n in args.lesions_per_case], "--seed", str(SEED), "-np", "1")
     common = ["-m", str(model), "-f", args.fold, "-device", args.device, "--knowledge-table", str(table),
               "-npp", "1", "-nps", "1", "--disable_tta"]
     pred, described = args.work / "predictions", args.work / "reference_lesion_reports"

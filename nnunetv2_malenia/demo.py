@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 
@@ -43,15 +43,16 @@ class Profile:
     device: str
     fold: str = "0"
     min_lesion_radius: float = 1.5          # voxels (nnUNetv2_malenia_phantoms --min-lesion-radius)
+    lesions_per_case: Tuple[int, int] = (1, 3)   # nnUNetv2_malenia_phantoms --lesions-per-case
     configuration: str = "3d_fullres"       # 3d_cpu: nnUNetv2_malenia_cpu_plans adds it after planning
 
 
 PROFILES: Dict[str, Profile] = {
-    # The CPU regime (README): lesions of radius >= 3 voxels, the halved-width 3d_cpu configuration, 1,000
-    # iterations of AdamW 1e-3.
-    "cpu": Profile(train_cases=40, seen_test_cases=12, unseen_test_cases=12, size=48, spacing=7.0,
+    # The CPU regime (README): 80 training cases of 2-4 lesions of radius >= 3 voxels, the halved-width 3d_cpu
+    # configuration, 1,000 iterations of AdamW 1e-3.
+    "cpu": Profile(train_cases=80, seen_test_cases=12, unseen_test_cases=12, size=48, spacing=7.0,
                    trainer="nnUNetTrainerMalenia_CPUDemo", device="cpu", min_lesion_radius=3.0,
-                   configuration="3d_cpu"),
+                   lesions_per_case=(2, 4), configuration="3d_cpu"),
     "gpu": Profile(train_cases=200, seen_test_cases=20, unseen_test_cases=60, size=96, spacing=3.5,
                    trainer="nnUNetTrainerMalenia_250epochs", device="cuda"),
 }
@@ -101,7 +102,8 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
     raw = work / "nnUNet_raw"
     seen, unseen = raw / f"Dataset{SEEN_ID}_MaleniaSeen", work / f"Dataset{UNSEEN_ID}_MaleniaUnseen"
     geometry = ["--size", *[str(profile.size)] * 3, "--spacing", *[str(profile.spacing)] * 3,
-                "--min-lesion-radius", str(profile.min_lesion_radius)]
+                "--min-lesion-radius", str(profile.min_lesion_radius),
+                "--lesions-per-case", *[str(n) for n in profile.lesions_per_case]]
     step("seen-split phantoms (training set + held-out seen test set)", "nnUNetv2_malenia_phantoms",
          "-d", str(SEEN_ID), "-o", str(raw), "--name", "MaleniaSeen", "--split", "seen", "--cases",
          str(profile.train_cases), "--test-cases", str(profile.seen_test_cases), *geometry, "--seed", "0",
