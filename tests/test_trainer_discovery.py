@@ -46,3 +46,13 @@ def test_ablation_variants_change_exactly_one_setting():
         changed = {k for k, v in cls.malenia_network_settings.items() if base_net[k] != v}
         changed |= {k for k, v in cls.malenia_loss_settings.items() if base_loss[k] != v}
         assert len(changed) <= 1, (name, changed)
+
+
+def test_no_lesion_heads_means_no_lesion_loss():
+    # one network setting switches the heads and their loss off (the criterion would refuse a loss without heads)
+    def loss_weight(cls):
+        return nnUNetTrainerMalenia._loss_settings(cls)["weight_lesion"]     # class attributes only
+
+    assert loss_weight(nnUNetTrainerMalenia) > 0
+    assert loss_weight(variants.nnUNetTrainerMalenia_NoLesionLoss) == 0
+    assert loss_weight(variants.nnUNetTrainerMalenia_NoLesionLoss_CPUDemo) == 0

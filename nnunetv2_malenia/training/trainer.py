@@ -115,12 +115,20 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
             aspects[~self.bank_lookup.training_rows()] = -1
         return aspects
 
+    def _loss_settings(self) -> Dict:
+        """The loss settings as the criterion gets them: a network without lesion heads has no loss_lesion, so a
+        variant switches heads and loss off with the one network setting."""
+        settings = dict(self.malenia_loss_settings)
+        if self.malenia_network_settings.get("lesion_heads", "none") == "none":
+            settings["weight_lesion"] = 0.0
+        return settings
+
     def _named_loss_names(self) -> List[str]:
         blocks = self.malenia_network_settings["num_blocks"]
         names = [f"loss_deep_{i}" for i in range(blocks)]
         sim_blocks = range(blocks) if self.malenia_loss_settings["multi_scale"] else [blocks - 1]
         others = ["loss_others"] if self.malenia_loss_settings["weight_others"] else []
-        lesion = ["loss_lesion"] if self.malenia_loss_settings["weight_lesion"] else []
+        lesion = ["loss_lesion"] if self._loss_settings()["weight_lesion"] else []
         return names + [f"loss_sim_{i}" for i in sim_blocks] + ["loss_bce", "loss_dice"] + others + lesion
 
     @staticmethod
@@ -150,7 +158,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
 
     def _build_loss(self):
         # row_aspect decides the candidate rows of MP-NCE (paragraph rows only in the single-positive ablation)
-        settings = {k: v for k, v in self.malenia_loss_settings.items() if k != "unused_rows_as_negatives"}
+        settings = {k: v for k, v in self._loss_settings().items() if k != "unused_rows_as_negatives"}
         return MaleniaCriterion(self.training_row_aspect.to(self.device), **settings,
                                 num_points=self.malenia_matcher_settings["num_points"])
 

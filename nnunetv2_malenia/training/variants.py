@@ -96,13 +96,11 @@ class nnUNetTrainerMalenia_NoLesionLoss(nnUNetTrainerMalenia):
     """Without the auxiliary deep supervision and its heads (losses/lesion_aux.py): the U-Net gets its
     gradient through the matched tokens' masks only, as in the paper."""
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, lesion_heads="none")
-    malenia_loss_settings = dict(nnUNetTrainerMalenia.malenia_loss_settings, weight_lesion=0.0)
 
 
 class nnUNetTrainerMalenia_NoLesionLoss_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     """The CPU regime without the lesion loss (its A/B in README, "CPU regime")."""
     malenia_network_settings = nnUNetTrainerMalenia_NoLesionLoss.malenia_network_settings
-    malenia_loss_settings = nnUNetTrainerMalenia_NoLesionLoss.malenia_loss_settings
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
