@@ -158,9 +158,10 @@ class MaleniaNet(nn.Module):
         self.cmki = CrossModalKnowledgeInjection(token_dim, NUM_ASPECTS, pixel_channels, num_tokens,
                                                  num_heads=num_heads, num_layers=cmki_layers, fusion=fusion,
                                                  branches=branches, beta=beta)
-        # Training only: a 1x1 lesion-vs-background head per decoder stage (coarsest first) for the auxiliary
-        # loss of losses/lesion_aux.py, which gives the U-Net a dense gradient at every stage. Off in models trained
-        # before it existed (their plans lack the setting), so their checkpoints load unchanged.
+        # Training only: a 1x1 head per decoder stage (coarsest first; lesion vs background, or the training label
+        # map with K+1 channels, sized by the training classes even when prediction swaps in other classes) for the
+        # auxiliary loss of losses/lesion_aux.py, which gives the U-Net a dense gradient at every stage. Off in models
+        # trained before it existed (their plans lack the setting), so their checkpoints load unchanged.
         assert lesion_heads in LESION_HEADS, f"lesion_heads {lesion_heads!r} not in {LESION_HEADS}"
         head_channels = {"none": 0, "lesion": 1, "classes": num_classes + 1}[lesion_heads]
         self.lesion_heads = (nn.ModuleList(self.conv_op(c, head_channels, 1) for c in channels[1:])
