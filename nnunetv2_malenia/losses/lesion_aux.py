@@ -35,44 +35,51 @@ def deep_supervision_weights(num_stages: int) -> List[float]:
     return [w / total for w in weights][::-1]
 
 
-def lesion_target(targets: Sequence[Dict[str, torch.Tensor]], spatial: Sequence[int], device) -> torch.Tensor:
-    """[B, 1, *spatial] float in [0, 1]: the union of each sample's instance masks, area-averaged to ``spatial``
-    (a stage coarser than the patch sees the lesion fraction of each of its voxels, so small lesions survive)."""
-    # masks [S_n, *S]; any(0) of zero instances is all False
-    union = torch.stack([t["masks"].any(0) for t in targets]).to(device=device, dtype=torch.float32)   # [B, *S]
-    union = union.unsqueeze(1)                                                          # [B, 1, *S]
-    if tuple(union.shape[2:]) == tuple(spatial):
-        return union
-    return F.interpolate(union, size=tuple(spatial), mode="area")                       # [B, 1, *spatial]
+def _lesion_map(targets: Sequence[Dict[str, torch.Tensor]], device) -> torch.Tensor:
+    """[B, 1, *S] float: the union of each sample's instance masks ([S_n, *S]; no instance: all 0)."""
+    return torch.stack([t["masks"].any(0) for t in targets]).to(device=device, dtype=torch.float32).unsqueeze(1)
 
 
-def class_target(targets: Sequence[Dict[str, torch.Tensor]], spatial: Sequence[int], device) -> torch.Tensor:
-    """[B, *spatial] long: each sample's label map rebuilt from its instances (mask [S_n, *S], label [S_n]),
-    nearest-neighbour resampled to ``spatial`` as nnU-Net downsamples its deep-supervision targets."""
+def _label_map(targets: Sequence[Dict[str, torch.Tensor]], device) -> torch.Tensor:
+    """[B, 1, *S] float: each sample's label map rebuilt from its instances (mask [S_n, *S], label [S_n])."""
     maps = []
     for t in targets:
         label_map = torch.zeros(t["masks"].shape[1:], dtype=torch.long, device=t["masks"].device)   # [*S]
         for mask, label in zip(t["masks"], t["labels"]):
             label_map[mask.bool()] = int(label)
         maps.append(label_map)
-    stacked = torch.stack(maps).to(device).unsqueeze(1).float()                            # [B, 1, *S]
-    if tuple(stacked.shape[2:]) != tuple(spatial):
-        stacked = F.interpolate(stacked, size=tuple(spatial), mode="nearest-exact")        # [B, 1, *spatial]
-    return stacked[:, 0].long()                                                             # [B, *spatial]
+    return torch.stack(maps).to(device).unsqueeze(1).float()                                # [B, 1, *S]
 
 
-def _lesion_terms(logits: torch.Tensor, targets, smooth: float) -> torch.Tensor:
-    """logits [B, 1, *S]: BCE + 1 - batch soft dice of lesion vs background."""
-    target = lesion_target(targets, logits.shape[2:], logits.device)                       # [B, 1, *S]
+def _resampled(full: torch.Tensor, spatial: Sequence[int], mode: str) -> torch.Tensor:
+    """[B, 1, *S] -> [B, 1, *spatial] (unchanged when the sizes agree)."""
+    if tuple(full.shape[2:]) == tuple(spatial):
+        return full
+    return F.interpolate(full, size=tuple(spatial), mode=mode)
+
+
+def lesion_target(targets: Sequence[Dict[str, torch.Tensor]], spatial: Sequence[int], device) -> torch.Tensor:
+    """[B, 1, *spatial] float in [0, 1]: the union of each sample's instance masks, area-averaged to ``spatial``
+    (a stage coarser than the patch sees the lesion fraction of each of its voxels, so small lesions survive)."""
+    return _resampled(_lesion_map(targets, device), spatial, "area")
+
+
+def class_target(targets: Sequence[Dict[str, torch.Tensor]], spatial: Sequence[int], device) -> torch.Tensor:
+    """[B, *spatial] long: the label map, nearest-neighbour resampled to ``spatial`` as nnU-Net downsamples its
+    deep-supervision targets."""
+    return _resampled(_label_map(targets, device), spatial, "nearest-exact")[:, 0].long()
+
+
+def _lesion_terms(logits: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """logits, target [B, 1, *S] (target in [0, 1]): BCE + 1 - batch soft dice of lesion vs background."""
     prob = logits.sigmoid()
     dice = (2 * (prob * target).sum() + smooth) / (prob.sum() + target.sum() + smooth)    # over the batch
     return F.binary_cross_entropy_with_logits(logits, target) + 1.0 - dice
 
 
-def _class_terms(logits: torch.Tensor, targets, smooth: float) -> torch.Tensor:
-    """logits [B, K+1, *S]: CE + 1 - mean over the K lesion classes of the batch soft dice (nnU-Net's DC_and_CE
-    with batch_dice and without the background class)."""
-    target = class_target(targets, logits.shape[2:], logits.device)                         # [B, *S]
+def _class_terms(logits: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """logits [B, K+1, *S], target [B, *S] long: CE + 1 - mean over the K lesion classes of the batch soft dice
+    (nnU-Net's DC_and_CE with batch_dice and without the background class)."""
     prob = logits.softmax(1)[:, 1:]                                                         # [B, K, *S]
     onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].float()              # [B, K, *S]
     axes = [0] + list(range(2, prob.ndim))
@@ -83,11 +90,19 @@ def _class_terms(logits: torch.Tensor, targets, smooth: float) -> torch.Tensor:
 def lesion_aux_loss(lesion_logits: Sequence[torch.Tensor], targets: Sequence[Dict[str, torch.Tensor]],
                     smooth: float = 1e-5) -> torch.Tensor:
     """lesion_logits: per decoder stage [B, 1, *S_i] (lesion vs background) or [B, K+1, *S_i] (the training label
-    map), coarsest first -> the deep-supervision weighted sum of the stage losses."""
+    map), coarsest first -> the deep-supervision weighted sum of the stage losses. The full-resolution target is
+    built once per call and only resampled per stage."""
+    device = lesion_logits[-1].device
+    classes = lesion_logits[-1].shape[1] > 1
+    full = _label_map(targets, device) if classes else _lesion_map(targets, device)       # [B, 1, *S]
     total = lesion_logits[-1].sum() * 0.0
     for logits, weight in zip(lesion_logits, deep_supervision_weights(len(lesion_logits))):
         if weight == 0.0:
             continue
-        terms = _lesion_terms if logits.shape[1] == 1 else _class_terms
-        total = total + weight * terms(logits.float(), targets, smooth)
+        if classes:
+            stage = _class_terms(logits.float(), _resampled(full, logits.shape[2:], "nearest-exact")[:, 0].long(),
+                                 smooth)
+        else:
+            stage = _lesion_terms(logits.float(), _resampled(full, logits.shape[2:], "area"), smooth)
+        total = total + weight * stage
     return total
