@@ -88,7 +88,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         exit_with_problems(e)
     features = config["architecture"]["arch_kwargs"]["features_per_stage"]
     print(f"{plans_file}: configuration {CPU_CONFIGURATION!r} (inherits {PARENT_CONFIGURATION}, features {features}, "
-          f"batch size {config['batch_size']}, batch_dice on); train with: nnUNetv2_train {args.d} {CPU_CONFIGURATION} FOLD -tr TRAINER")
+          f"batch size {config['batch_size']}, batch_dice on); train with: "
+          f"nnUNetv2_train {args.d} {CPU_CONFIGURATION} FOLD -tr TRAINER")
 
 
 if __name__ == "__main__":
