@@ -15,7 +15,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_malenia.errors import MaleniaInputError
 from nnunetv2_malenia.training.schedule import CPU_ADAMW, ScheduledTrainer
 from nnunetv2_malenia.training.time_budget import (TIME_BUDGET_ENV, BudgetCosineLRScheduler, TimeBudgetMixin,
-                                                   next_epoch_fits, read_time_budget)
+                                                   next_epoch_estimate, next_epoch_fits, read_time_budget)
 
 
 class FakeClockTrainer(nnUNetTrainer):
@@ -96,12 +96,28 @@ def test_learning_rate_warms_up_then_decays_against_the_budget(tmp_path, monkeyp
     assert lrs[-1] < 0.002 * CPU_ADAMW["lr"]                 # the last epoch starts at 99 % of the budget
 
 
-def test_uneven_epochs_use_the_last_epoch_as_the_estimate(tmp_path, monkeypatch):
+def test_a_slow_first_epoch_does_not_end_the_run_early(tmp_path, monkeypatch):
     # a slow first epoch (warm-up) must not end the run early: 30 s, then 5-s epochs in a 60-s budget
     monkeypatch.setenv(TIME_BUDGET_ENV, "60")
     trainer = BudgetedFakeTrainer(tmp_path, epoch_s=[30.0, 5.0])
     trainer.run_training()
     assert trainer.current_epoch == 7 and trainer.train_end_calls == 1     # 30 + 6 x 5 = 60
+
+
+def test_jittery_epochs_are_estimated_by_the_slowest_recent_one(tmp_path, monkeypatch):
+    # 1.0 / 1.2 s alternating after a 2-s first epoch in an 8.5-s budget: 2 + 1 + 1.2 + 1 + 1.2 + 1 = 7.4 s after six
+    # epochs; the last epoch alone (1.0 s) would predict 8.4 s and start a seventh that ends at 8.6 s, past the budget
+    monkeypatch.setenv(TIME_BUDGET_ENV, "8.5")
+    trainer = BudgetedFakeTrainer(tmp_path, epoch_s=[2.0] + [1.0, 1.2] * 10)
+    trainer.run_training()
+    assert trainer.current_epoch == 6
+    assert sum(trainer.epoch_s[:6]) <= 8.5
+
+
+def test_next_epoch_estimate():
+    assert next_epoch_estimate([30.0]) == 30.0                   # only the first epoch so far
+    assert next_epoch_estimate([30.0, 5.0, 6.0]) == 6.0          # the first is left out once others exist
+    assert next_epoch_estimate([9.0, 3, 1, 1, 1, 1, 1]) == 1  # only the last five count
 
 
 def test_a_schedule_shorter_than_the_budget_ends_at_num_epochs(tmp_path, monkeypatch):

@@ -9,8 +9,11 @@ What counts: the epoch loop only (training and validation iterations, nnU-Net's 
 from the start/end timestamps nnU-Net logs for every epoch. Imports, data loading set-up and the final validation
 are outside it. The timestamps travel in the checkpoint, so ``--c`` resumes with the time already spent.
 
-When it stops: after an epoch, when one more epoch as long as the last one would end past the budget. So the loop
-stays within the budget (the first epoch always runs, however long) and ends on an epoch boundary; nnU-Net then
+When it stops: after an epoch, when one more epoch as long as the estimate would end past the budget. The estimate is
+the slowest of the last ``ESTIMATE_WINDOW`` epochs after the first: the first carries cuDNN's autotuning and the data
+loader's start, and the last epoch alone was too optimistic on a busy CPU (epochs of one run vary by 10-20 %, and a
+6-s budget ended at 6.02 s). So the loop stays within the budget (the first epoch always runs, however long) unless an
+epoch is slower than every recent one, and ends on an epoch boundary; nnU-Net then
 writes checkpoint_final and runs its validation as after any schedule. ``num_epochs`` of the schedule stays an upper
 bound (a budget larger than the schedule ends at ``num_epochs``).
 
@@ -56,9 +59,19 @@ def epoch_durations(log: dict):
     return [end - start for start, end in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
 
 
-def next_epoch_fits(spent_s: float, last_epoch_s: float, budget_s: float) -> bool:
-    """Whether one more epoch as long as the last one ends within the budget."""
-    return spent_s + last_epoch_s <= budget_s
+ESTIMATE_WINDOW = 5
+
+
+def next_epoch_estimate(durations) -> float:
+    """Seconds the next epoch is expected to take: the slowest of the last ESTIMATE_WINDOW finished epochs, the first
+    epoch left out once a later one has finished (start-up cost, see the module docstring)."""
+    steady = durations[1:] or durations[:1]
+    return max(steady[-ESTIMATE_WINDOW:])
+
+
+def next_epoch_fits(spent_s: float, next_epoch_s: float, budget_s: float) -> bool:
+    """Whether one more epoch of ``next_epoch_s`` seconds ends within the budget."""
+    return spent_s + next_epoch_s <= budget_s
 
 
 class BudgetCosineLRScheduler(WarmupCosineLRScheduler):
@@ -115,10 +128,10 @@ class TimeBudgetMixin:
     def on_epoch_end(self):
         super().on_epoch_end()                   # logs the end timestamp, saves checkpoints, current_epoch += 1
         self._spent_s = self._logged_spent_s()
-        last = epoch_durations(self.logger.get_checkpoint())[-1]
-        if self.current_epoch < self.num_epochs and not next_epoch_fits(self._spent_s, last, self.time_budget_s()):
+        estimate = next_epoch_estimate(epoch_durations(self.logger.get_checkpoint()))
+        if self.current_epoch < self.num_epochs and not next_epoch_fits(self._spent_s, estimate, self.time_budget_s()):
             self.print_to_log_file(f"Time budget spent: {self._spent_s:.0f} s of {self.time_budget_s():.0f} s "
-                                   f"after {self.current_epoch} epochs (the last took {last:.1f} s)")
+                                   f"after {self.current_epoch} epochs (a next one would take {estimate:.1f} s)")
             self.num_epochs = self.current_epoch
             raise _BudgetSpent
 
