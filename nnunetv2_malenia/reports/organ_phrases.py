@@ -29,8 +29,12 @@ SHAPE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
 # isodense to it; in a solid organ the phrase says nothing about the parenchyma and is not read.
 # An inference, so any stated density ("slightly hypodense compared with the bowel wall") outweighs it.
 _SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", "isodense", confidence=0.55),)
+# Solid organs: a cyst holds fluid, darker than every parenchyma; an inference like the one above (a haemorrhagic
+# "hyperdense cyst" states its density and outweighs it).
+_CYST_IS_HYPO = (rule(r"\b(?:cysts?|cystic (?:lesions?|mass(?:es)?|foc(?:us|i)|nodules?|tumou?rs?|neoplasms?))\b",
+                      "hypodense", confidence=0.55),)
 DENSITY: Dict[str, Tuple[Rule, ...]] = {
-    "*": DENSITY_GENERIC,
+    "*": DENSITY_GENERIC + _CYST_IS_HYPO,
     "colon": DENSITY_GENERIC + _SOFT_TISSUE_IS_ISO,
     "gallbladder": DENSITY_GENERIC + _SOFT_TISSUE_IS_ISO,
     # Lung: categories relative to soft tissue; "mixed ground-glass nodule" is longer than its "ground-glass nodule",

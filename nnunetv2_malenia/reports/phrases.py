@@ -98,7 +98,8 @@ SHAPE = (
     rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b(?!\s+enhanc)",
          "irregular", confidence=0.8),
     # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
-    rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular)\b(?=[\s,]+(?:[\w-]+\s+){0,3}?"
+    rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular|asymmetric(?:al)?(?:ly)?|segmental)\b"
+         r"(?=[\s,]+(?:[\w-]+\s+){0,3}?"
          r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))|"
          r"\bthickened (?:unevenly|irregularly|eccentrically|circumferentially)\b", "irregular", confidence=0.75),
 )
@@ -120,7 +121,7 @@ _DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
 REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|"
                     r"background|remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|"
                     r"gastric|gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
-                    r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue)\b")
+                    r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue|colon|bowel|rectum|stomach)\b")
 _LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
          rf"{_DENS}\s+(?:is\s+)?(?:lower|less) than)"
 _SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}|{_DENS}\s+(?:is\s+)?" \
@@ -140,7 +141,7 @@ DENSITY = (
     rule(rf"\b{_HIGHER}\b", "hyperdense", confidence=0.9),
     rule(rf"\b{_SLIGHTLY}(?:lower|less|darker)\s+than\s+{REFERENCE_TISSUE}", "hypodense", confidence=0.85),
     rule(rf"\b(?:similar|equal|comparable|identical)\s+(?:to|with)\s+{REFERENCE_TISSUE}", "isodense", confidence=0.85),
-    rule(rf"\b{_SLIGHTLY}(?:higher|greater|brighter)\s+than\s+{REFERENCE_TISSUE}", "hyperdense", confidence=0.85),
+    rule(rf"\b{_SLIGHTLY}(?:higher|greater|brighter|more)\s+than\s+{REFERENCE_TISSUE}", "hyperdense", confidence=0.85),
     # Fluid is darker than every parenchyma and every bowel wall on CT ("similar to water" included); "higher than
     # water" says a cyst is complex, not how it compares with the parenchyma.
     rule(rf"\b{_WATER}\b|\b{_SIMILAR}\s+(?:that of\s+)?(?:the\s+)?(?:water|fluid)\b", "hypodense", confidence=0.8),
@@ -161,7 +162,7 @@ DENSITY_VARIATION = (
          "homogeneous", negated="heterogeneous"),
     # "the attenuation of the lesion is even", "its density appears uneven"
     rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b|"
-         rf"\b{_EVEN_NOUNS}\s+(?:not\s+)?even\b", "homogeneous", negated="heterogeneous"),
+         rf"\b{_EVEN_NOUNS}\s+(?:not\s+)?even(?:ly)?\b", "homogeneous", negated="heterogeneous"),
     rule(r"\b(?:patchy|mottled|nodular|blotchy)\s+enhancement\b", "heterogeneous", confidence=0.85),
     # "the margin is uneven" describes the outline (SURFACE), not the density
     block(rf"\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:uneven|non[- ]?uniform)\b"),
@@ -180,7 +181,8 @@ SURFACE = (
     rule(rf"\b{EDGE}\s+(?:not\s+)?{WELL}\b", "well_defined", confidence=0.9, negated="ill_defined"),
     rule(rf"\b(?:irregular|uneven)\s+{EDGE}\b|\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:irregular|uneven)\b",
          "ill_defined", confidence=0.75),
-    rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky)\b", "spiculated"),
+    rule(r"\b(?:spiculated|spiculations?|spicules?|burrs?|spiky|corona radiata|sunburst)\b|"
+         r"\bradiating (?:strands|lines|striations|spicules|bands)\b", "spiculated"),
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
     # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
@@ -209,7 +211,12 @@ RELATIONSHIP = (
     rule(r"\b(?:merg\w*|fus\w*|continuous) with\b|\bextend(?:s|ing|ed)?\s+(?:in)?to\b", "close_unclear_boundary",
          confidence=0.75, negated="not_close"),
     rule(r"\b(?:in )?close proximity (?:to|with)\b", "close_unclear_boundary", confidence=0.7, negated="not_close"),
-    rule(r"\bclosely (?:abuts?|abutting|adher\w*|attached)\b", "close_unclear_boundary", negated="not_close"),
+    rule(r"\b(?:closely|intimately) (?:abuts?|abutting|adher\w*|attached|applied|apposed)\b", "close_unclear_boundary",
+         negated="not_close"),
+    # "without a discernible plane" carries its own negation: the value is the same either way
+    Rule(rf"\b(?:without|no) (?:a |any )?(?:discernible|visible|definite|clear|identifiable|separating|intervening) "
+         rf"(?:{FAT_PLANE}|(?:cleavage |tissue )?planes?)\b", ("close_unclear_boundary",), 0.9,
+         ("close_unclear_boundary",)),
     rule(rf"\b{ILL}\s+(?:{EDGE}|{FAT_PLANE})\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
          "close_unclear_boundary"),
     # "the boundary with the bladder is unclear"; with the own parenchyma or unnamed tissue/fat it is the surface.
@@ -236,7 +243,7 @@ RELATIONSHIP = (
          rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:(?:is|are|remains?|appears?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|"
          rf"intact|maintained|visible|seen|identified|present)\b",
          "not_close", negated="close_unclear_boundary"),
-    rule(r"\bseparated?\s+from\b|\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
+    rule(r"\bseparat(?:ed?|es|ing)\s+(?:it|them|the (?:lesion|mass|nodule|tumou?r|cyst))?\s*from\b|\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
          confidence=0.8, negated="close_unclear_boundary"),
     # Word-for-word translations put the neighbour first: "with the left ureter boundary unclear"
     # (与左输尿管分界不清); "not clear" carries its own negation, so the value is the same either way.
@@ -263,7 +270,8 @@ RELATIONSHIP = (
     rule(r"\b(?:vessels?|organs?|structures?|viscera|bowel loops?)\s+(?:are|is|remain)\s+free\b", "not_close",
          confidence=0.8),
     # weaker than any positive statement: "no lymph nodes adjacent to the mass" shares the cue
-    only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b",
+    only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b|"
+                 r"\b(?:pleural|fissural|mediastinal|chest wall|vascular|serosal) (?:contact|abutment|attachment)\b",
                  "not_close", confidence=0.7),
     # Clean surrounding fat, or a lung nodule surrounded only by lung.
     rule(r"\b(?:surrounding|peri[\w-]*|adjacent|regional) fat(?: planes?| tissue| spaces?| gaps?)?\b[^.;]{0,30}?"
