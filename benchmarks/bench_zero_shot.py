@@ -55,7 +55,7 @@ NAMES = {SEEN_ID: "ZSBenchSeen", MERGED_ID: "ZSBenchSeenMerged", UNSEEN_ID: "ZSB
 SEEDS = {"phantoms_seen": 0, "phantoms_unseen": 1}
 # the paper's Tables 3-4, then this implementation's own additions switched off (issue #12 B, losses/criterion.py)
 ABLATIONS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly",
-             "UnusedRowsAsNegatives", "NoOtherLesionLoss", "NoLesionLoss")
+             "UnusedRowsAsNegatives", "NoOtherLesionLoss", "NoLesionLoss", "NoMaskPooling", "NoMaskResidual")
 NSD_TOLERANCE_MM = 2.0
 MARKER = ".zero_shot_bench"
 

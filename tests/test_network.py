@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
+from nnunetv2_malenia.network.mask_decoder import mask_pooled_features
 from nnunetv2_malenia.network.unet_features import select_attention_scales
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
 
@@ -118,7 +119,9 @@ def test_strided_finest_feature_is_upsampled_to_patch():
 
 ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"branches": "text"},
              "no_fusion": {"fusion": False}, "mask_only_no_fusion": {"branches": "mask", "fusion": False},
-             "two_cmki_layers_text_only": {"branches": "text", "cmki_layers": 2}}
+             "two_cmki_layers_text_only": {"branches": "text", "cmki_layers": 2},
+             "mask_pooling": {"mask_pooling": True}, "mask_residual": {"mask_residual": True},
+             "pooling_and_residual": {"mask_pooling": True, "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -410,3 +413,42 @@ def test_lesion_heads_give_one_map_per_decoder_stage_and_old_models_load_without
     assert not any(k.startswith("lesion_heads") for k in without.state_dict())
     with pytest.raises(AssertionError, match="lesion_heads"):
         build(lesion_heads="yes")
+
+
+def test_mask_pooled_features_average_the_pixel_feature_under_each_mask():
+    pixel = torch.arange(8.0).reshape(1, 1, 2, 2, 2).repeat(1, 2, 1, 1, 1)    # [B=1, Cm=2, 2, 2, 2], values 0..7
+    pixel[:, 1] *= -1
+    logits = torch.full((1, 3, 2, 2, 2), -30.0)                              # [B, Q=3, *S]: all but empty
+    logits[0, 0, 0] = 30.0                                                   # token 0: first half, voxels 0..3
+    logits[0, 1] = 30.0                                                      # token 1: everything
+    pooled = mask_pooled_features(logits, pixel)                             # [B, Q, Cm]
+    assert torch.allclose(pooled[0, 0], torch.tensor([1.5, -1.5]), atol=1e-5)
+    assert torch.allclose(pooled[0, 1], torch.tensor([3.5, -3.5]), atol=1e-5)
+    assert pooled[0, 2].abs().max() < 1e-5                                   # empty mask: ~0, not an average
+
+
+def test_mask_pooling_eval_path_names_as_the_dict_path_and_old_models_load_without_it():
+    net = build(mask_pooling=True).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(net.mask_decoder.pool_proj.weight)           # zero at init; trained it is not
+        x = sample()
+        out = net(x, return_dict=True)
+        # dense eval computes only the last block's mask for the pooling: same embedding, same logits
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+        # the embedding reads the image under the token's mask: change only the pixel feature's input, it moves
+        plain = build(mask_pooling=False).eval()
+        plain.load_state_dict({k: v for k, v in net.state_dict().items() if "pool_proj" not in k}, strict=True)
+        assert not torch.allclose(plain(x, return_dict=True)["block_embeddings"][-1], out["block_embeddings"][-1])
+    assert not any("pool_proj" in k for k in build().state_dict())         # models trained before it load
+
+
+@pytest.mark.parametrize("pooling", [False, True])
+def test_mask_residual_adds_the_last_block_mask_in_training_and_eval(pooling):
+    net = build(mask_residual=True, mask_pooling=pooling).eval()
+    plain = build(mask_pooling=pooling).eval()
+    plain.load_state_dict(net.state_dict(), strict=True)              # the residual adds no parameters
+    x = sample()
+    with torch.no_grad():
+        out, ref = net(x, return_dict=True), plain(x, return_dict=True)
+        assert torch.allclose(out["pred_masks"], ref["pred_masks"] + ref["block_masks"][-1], atol=1e-5)
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)

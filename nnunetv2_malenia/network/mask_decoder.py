@@ -6,6 +6,13 @@ block the shared heads give (a) the token's embedding in text space (L2-normalis
 (b) its mask: mask-embedding(token) . per-pixel feature. The per-pixel feature is the finest U-Net decoder output
 used as it is: the TOKEN side is projected down to its channel count, so no full-resolution tensor with C
 channels is ever built (at 128^3 that would be 2M voxels x 192 channels per sample).
+
+Mask pooling (``mask_pooling=True``; not in the paper): a block's text-space embedding also reads the per-pixel
+feature averaged under that block's own mask, so the token names what its mask covers. Without it the embedding
+sees the image only through cross-attention to coarse features over the whole volume (no masked attention), and
+on the CPU regime tokens that segmented a lesion often named it after another one. The pooling weights are the
+detached mask probabilities (the naming loss moves the features and the projection, not the masks); a token whose
+mask is empty pools ~0, which is itself a "no lesion" signal.
 """
 from __future__ import annotations
 
@@ -70,6 +77,16 @@ def mlp(dims: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mask_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor) -> torch.Tensor:
+    """Per token, the per-pixel feature averaged under its mask probability: [B, Q, *S'], [B, Cm, *S'] -> [B, Q, Cm].
+
+    Weights are sigmoid(mask) without gradient; the sum is floored at one voxel, so a token with an empty mask gets
+    ~0 instead of a noisy average of a few faint voxels."""
+    weights = mask_logits.detach().float().sigmoid().flatten(2)                # [B, Q, N]
+    flat = pixel_feature.flatten(2).transpose(1, 2).float()                   # [B, N, Cm]
+    return torch.bmm(weights, flat) / weights.sum(-1, keepdim=True).clamp_min(1.0)   # [B, Q, Cm]
+
+
 def token_masks(mask_embed: torch.Tensor, pixel_feature: torch.Tensor, bias: Optional[torch.Tensor] = None
                 ) -> torch.Tensor:
     """[B, Q, Cm] . [B, Cm, *S] (+ bias [B, Q]) -> [B, Q, *S] mask logits, as one batched matmul (a 1x1 conv
@@ -90,10 +107,11 @@ class MaskTokenDecoder(nn.Module):
     in_channels: channels of each attended feature, keyed by its index in the coarsest-first feature list.
     scale_of_block: feature index that block i cross-attends to (len = num_blocks).
     mask_dim: channels of the per-pixel feature (the finest decoder output).
+    mask_pooling: add the pixel feature pooled under each block's mask to its embedding (module docstring).
     """
 
     def __init__(self, in_channels: Dict[int, int], scale_of_block: Sequence[int], conv_op, *, num_tokens: int,
-                 token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int):
+                 token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int, mask_pooling: bool = False):
         super().__init__()
         self.scale_of_block = [int(i) for i in scale_of_block]
         assert all(i in in_channels for i in self.scale_of_block), (
@@ -112,6 +130,11 @@ class MaskTokenDecoder(nn.Module):
         self.decoder_norm = nn.LayerNorm(token_dim)
         self.text_head = nn.Linear(token_dim, token_dim)
         self.mask_embed = mlp((token_dim, token_dim, mask_dim))
+        # Zero-initialised: training starts from the paper's embedding and learns how much the pooled feature adds.
+        self.pool_proj = nn.Linear(mask_dim, token_dim) if mask_pooling else None
+        if self.pool_proj is not None:
+            nn.init.zeros_(self.pool_proj.weight)
+            nn.init.zeros_(self.pool_proj.bias)
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
 
     def _memory(self, feature: torch.Tensor, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -128,13 +151,17 @@ class MaskTokenDecoder(nn.Module):
             self._pos_cache[key] = pos
         return memory, pos                                              # [B, N, C], [1, N, C]
 
-    def forward(self, features: List[torch.Tensor], pixel_feature: Optional[torch.Tensor] = None
-                ) -> Dict[str, List[torch.Tensor]]:
-        """features: coarsest-first decoder features; pixel_feature [B, Cm, *S'] or None (then no masks).
+    def forward(self, features: List[torch.Tensor], pixel_feature: Optional[torch.Tensor] = None,
+                masks: str = "all") -> Dict[str, List[torch.Tensor]]:
+        """features: coarsest-first decoder features; pixel_feature [B, Cm, *S'] (None: no masks, no pooling).
+        masks: "all" (training: every block's), "last" (dense eval with mask pooling or the mask residual: only the
+        last block's is computed, and earlier blocks' embeddings lack the pooling; eval reads only the last) or
+        "none" (dense eval of the paper's network; with mask pooling the last mask is still computed, not returned).
 
         Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, C] (L2-normalised,
-        text space), "masks": L x [B, Q, *S'] (empty list without pixel_feature)}.
+        text space), "masks": L x [B, Q, *S'] for "all", [last block's] for "last", [] for "none"}.
         """
+        assert masks in ("all", "last", "none"), f"masks must be 'all', 'last' or 'none'; got {masks!r}"
         b = features[0].shape[0]
         tokens = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)     # [B, Q, C]
         query_pos = self.query_pos.weight.unsqueeze(0).expand(b, -1, -1)   # [B, Q, C]
@@ -145,9 +172,17 @@ class MaskTokenDecoder(nn.Module):
             tokens = block(tokens, memory, query_pos, memory_pos)            # [B, Q, C]
             normed = self.decoder_norm(tokens)                               # [B, Q, C]
             out["tokens"].append(normed)
-            out["embeddings"].append(F.normalize(self.text_head(normed), dim=-1))   # [B, Q, C]
-        if pixel_feature is not None:
+        text = [self.text_head(t) for t in out["tokens"]]                    # L x [B, Q, C], before normalising
+        if pixel_feature is not None and (masks != "none" or self.pool_proj is not None):
             # All blocks in one pass over the full-resolution feature (forward and backward).
-            embeds = self.mask_embed(torch.cat(out["tokens"], dim=1))       # [B, L*Q, Cm]
-            out["masks"] = list(token_masks(embeds, pixel_feature).split(tokens.shape[1], dim=1))   # L x [B,Q,*S']
+            tokens_with_masks = out["tokens"] if masks == "all" else out["tokens"][-1:]
+            embeds = self.mask_embed(torch.cat(tokens_with_masks, dim=1))   # [B, L*Q, Cm] (L = 1: last block)
+            block_masks = list(token_masks(embeds, pixel_feature).split(tokens.shape[1], dim=1))  # L x [B,Q,*S']
+            if self.pool_proj is not None:
+                for i, m in zip(range(len(text) - len(block_masks), len(text)), block_masks):
+                    pooled = mask_pooled_features(m, pixel_feature)                # [B, Q, Cm]
+                    text[i] = text[i] + self.pool_proj(pooled.to(text[i].dtype))  # [B, Q, C]
+            if masks != "none":
+                out["masks"] = block_masks
+        out["embeddings"] = [F.normalize(t, dim=-1) for t in text]              # L x [B, Q, C], text space
         return out

@@ -103,6 +103,24 @@ class nnUNetTrainerMalenia_NoLesionLoss_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_NoLesionLoss.malenia_network_settings
 
 
+class nnUNetTrainerMalenia_NoMaskPooling(nnUNetTrainerMalenia):
+    """Token embeddings from the tokens alone, as in the paper (no pixel feature pooled under the token's mask)."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, mask_pooling=False)
+
+
+class nnUNetTrainerMalenia_NoMaskResidual(nnUNetTrainerMalenia):
+    """The fused mask is CMKI's alone, as in the paper (not a correction of the last decoder block's mask)."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, mask_residual=False)
+
+
+class nnUNetTrainerMalenia_NoMaskPooling_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_NoMaskPooling.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_NoMaskResidual_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_NoMaskResidual.malenia_network_settings
+
+
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_250epochs(nnUNetTrainerMalenia_SingleScaleAlignment):
     schedule = GPU_250
@@ -133,6 +151,14 @@ class nnUNetTrainerMalenia_NoOtherLesionLoss_250epochs(nnUNetTrainerMalenia_NoOt
 
 
 class nnUNetTrainerMalenia_NoLesionLoss_250epochs(nnUNetTrainerMalenia_NoLesionLoss):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_NoMaskPooling_250epochs(nnUNetTrainerMalenia_NoMaskPooling):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_NoMaskResidual_250epochs(nnUNetTrainerMalenia_NoMaskResidual):
     schedule = GPU_250
 
 
