@@ -199,7 +199,8 @@ def _density_role(text: str, m: Mention) -> str:
     "the lesion is hypodense", else 'other' ("linear hyperdensity is noted")."""
     after, before = text[m.end:m.end + 40], text[max(0, m.start - 40):m.start]
     article = r"\b(?:a|an)\s+(?:[\w-]+\s+){0,3}?"
-    if re.search(rf"{article}$", before, _FLAGS) and re.match(rf"^\s+(?:[\w-]+\s+)?{phrases.AREA_NOUNS}\b", after, _FLAGS) or \
+    area = rf"^\s+(?:[\w-]+\s+)?{phrases.AREA_NOUNS}\b"          # "a low-attenuation cystic focus" too
+    if re.search(rf"{article}$", before, _FLAGS) and re.match(area, after, _FLAGS) or \
             re.search(rf"{article}{phrases.AREA_NOUNS}\s+of\s+(?:[\w-]+\s+)?$", before, _FLAGS):
         return "lesion"
     if re.match(rf"^\s+(?:[\w-]+\s+)?{phrases.PART_NOUNS}\b", after, _FLAGS) or \

@@ -121,7 +121,8 @@ _DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
 REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|"
                     r"background|remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|"
                     r"gastric|gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
-                    r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue|colon|bowel|rectum|stomach)\b")
+                    r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue|colon|bowel|"
+                    r"rectum|stomach)\b")
 _LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
          rf"{_DENS}\s+(?:is\s+)?(?:lower|less) than)"
 _SIMILAR = rf"(?:(?:similar|equal|comparable|identical|same)\s+(?:in\s+)?{_DENS}|{_DENS}\s+(?:is\s+)?" \
@@ -243,7 +244,8 @@ RELATIONSHIP = (
          rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:(?:is|are|remains?|appears?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|"
          rf"intact|maintained|visible|seen|identified|present)\b",
          "not_close", negated="close_unclear_boundary"),
-    rule(r"\bseparat(?:ed?|es|ing)\s+(?:it|them|the (?:lesion|mass|nodule|tumou?r|cyst))?\s*from\b|\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
+    rule(r"\bseparat(?:ed?|es|ing)\s+(?:it|them|the (?:lesion|mass|nodule|tumou?r|cyst))?\s*from\b|"
+         r"\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
          confidence=0.8, negated="close_unclear_boundary"),
     # Word-for-word translations put the neighbour first: "with the left ureter boundary unclear"
     # (与左输尿管分界不清); "not clear" carries its own negation, so the value is the same either way.
