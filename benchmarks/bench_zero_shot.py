@@ -53,6 +53,12 @@ sys.path.insert(0, str(BENCH_DIR))           # bench_network / zero_shot_report 
 SEEN_ID, MERGED_ID, UNSEEN_ID = 911, 912, 913
 NAMES = {SEEN_ID: "ZSBenchSeen", MERGED_ID: "ZSBenchSeenMerged", UNSEEN_ID: "ZSBenchUnseen"}
 SEEDS = {"phantoms_seen": 0, "phantoms_unseen": 1}
+
+
+def run_seeds(env: dict) -> dict:
+    """The phantom seeds and the training seed the nnU-Net children ran with (MALENIA_SEED, None when unset)."""
+    seed = env.get("MALENIA_SEED", "").strip()
+    return dict(SEEDS, training=int(seed) if seed else None)
 # the paper's Tables 3-4, then this implementation's own additions switched off (issue #12 B, losses/criterion.py)
 ABLATIONS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly",
              "UnusedRowsAsNegatives", "NoOtherLesionLoss", "NoLesionLoss", "NoMaskPooling", "NoMaskResidual")
@@ -490,7 +496,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
     result = assemble(profile_name=profile_name, profile=asdict(p), arms=arms, names=NAMES, C_labels=lesion_labels(C),
                       A_labels=lesion_labels(A), evaluations=evaluations, agnostic=agnostic, seen=seen, naming=naming,
                       epochs=epochs, gpu=gpu, rss=bench.rss, times=bench.times, size96=size96, hardware=hardware(),
-                      versions=versions(), seeds=SEEDS, nsd_tolerance_mm=NSD_TOLERANCE_MM,
+                      versions=versions(), seeds=run_seeds(bench.env), nsd_tolerance_mm=NSD_TOLERANCE_MM,
                       total_s=time.time() - started, work=str(work))
     write_report(result, out)
     print(f"\nwrote {out / 'benchmark.md'} and {out / 'benchmark.json'} "

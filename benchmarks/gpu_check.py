@@ -131,7 +131,8 @@ def run(device: str, budget_s: float, work: Path, out: Path) -> dict:
     result = assemble(profile_name=f"gpu_check_{device}", profile=asdict(p), arms=arms, names=bz.NAMES,
                       C_labels=bz.lesion_labels(C), A_labels=bz.lesion_labels(A), evaluations=evaluations,
                       agnostic=agnostic, seen={}, naming=naming, epochs=epochs, gpu=gpu, rss=bench.rss,
-                      times=bench.times, size96=None, hardware=bz.hardware(), versions=bz.versions(), seeds=bz.SEEDS,
+                      times=bench.times, size96=None, hardware=bz.hardware(), versions=bz.versions(),
+                      seeds=bz.run_seeds(bench.env),
                       nsd_tolerance_mm=bz.NSD_TOLERANCE_MM, total_s=time.time() - started, work=str(work),
                       baseline="supervised", generated_by=command,
                       notes=budget_notes(budget_s, budgets, {a: epochs[a]["iterations_per_epoch"] for a in arms}))

@@ -33,6 +33,13 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b else None
 
 
+def _seed_note(seeds: dict) -> str:
+    if seeds.get("training") is None:
+        return "phantom generation is seeded; nnU-Net training is not (nnU-Net sets no global seed)"
+    return ("phantom generation is seeded, and training through MALENIA_SEED (weights and patch sampling; repeatable "
+            "on a CPU with nnUNet_n_proc_DA=0, not with augmentation workers or on a GPU)")
+
+
 def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluations, agnostic, seen, naming, epochs,
              gpu, rss, times, size96, hardware, versions, seeds, nsd_tolerance_mm, total_s, work,
              baseline: str = "agnostic", generated_by: Optional[str] = None, notes: Sequence[str] = ()) -> dict:
@@ -82,7 +89,7 @@ def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluati
         "generated_by": generated_by or f"benchmarks/bench_zero_shot.py --profile {profile_name}", "notes": list(notes),
         "arms": {arm: {"dataset": names[d], "trainer": t, "title": _title(arm)} for arm, (d, t) in arms.items()},
         "hardware": hardware, "versions": versions, "seeds": seeds,
-        "seed_note": "phantom generation is seeded; nnU-Net training is not (nnU-Net sets no global seed)",
+        "seed_note": _seed_note(seeds),
         "nsd_tolerance_mm": nsd_tolerance_mm,
         "quality": {"unseen_per_disease": unseen, "unseen_mean": mean,
                     "class_agnostic_lesion": {arm: agnostic[arm]["lesion"] for arm in zero_shot_arms},

@@ -90,7 +90,9 @@ def demo_env(work: Path) -> dict:
                 nnUNet_results=str(work / "nnUNet_results"), nnUNet_extTrainer=str(SHIM_FOLDER),
                 # single-threaded augmentation and 2 workers: twice as fast as nnU-Net's defaults on 2 CPU cores
                 nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "0"),
-                nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"), MPLBACKEND="agg")
+                nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"), MPLBACKEND="agg",
+                # every arm starts from the same weights and patch sequence (training/seeding.py)
+                MALENIA_SEED=os.environ.get("MALENIA_SEED", "0"))
 
 
 def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:

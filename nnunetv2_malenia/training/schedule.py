@@ -13,6 +13,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim import AdamW
 
 from nnunetv2_malenia.training.paper_optimizer import WarmupCosineLRScheduler
+from nnunetv2_malenia.training.seeding import SEED_VARIABLE, seed_from_environment
 
 SMOKE_2x2 = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
 TESTS_5x4 = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_per_epoch=2)
@@ -54,6 +55,14 @@ class ScheduledTrainer(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         for name, value in self.schedule.items():
             setattr(self, name, value)
+
+    def initialize(self):
+        # Seeded here, not in __init__: the network's weights are drawn in initialize and the training patches after
+        # it (on_train_start), so nothing between the seed and them consumes random numbers.
+        seed = seed_from_environment(self.local_rank)
+        if seed is not None:
+            self.print_to_log_file(f"{SEED_VARIABLE}={seed}: network initialisation and patch sampling seeded")
+        super().initialize()
 
     def configure_optimizers(self):
         if self.adamw is None:
