@@ -98,11 +98,6 @@ class nnUNetTrainerMalenia_NoLesionLoss(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, lesion_heads="none")
 
 
-class nnUNetTrainerMalenia_NoLesionLoss_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
-    """The CPU regime without the lesion loss (its A/B in README, "CPU regime")."""
-    malenia_network_settings = nnUNetTrainerMalenia_NoLesionLoss.malenia_network_settings
-
-
 class nnUNetTrainerMalenia_NoMaskPooling(nnUNetTrainerMalenia):
     """Token embeddings from the tokens alone, as in the paper (no pixel feature pooled under the token's mask)."""
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, mask_pooling=False)
@@ -111,6 +106,40 @@ class nnUNetTrainerMalenia_NoMaskPooling(nnUNetTrainerMalenia):
 class nnUNetTrainerMalenia_NoMaskResidual(nnUNetTrainerMalenia):
     """The fused mask is CMKI's alone, as in the paper (not a correction of the last decoder block's mask)."""
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, mask_residual=False)
+
+
+# --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
+class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
+
+
+class nnUNetTrainerMalenia_SinglePositive_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_loss_settings = nnUNetTrainerMalenia_SinglePositive.malenia_loss_settings
+
+
+class nnUNetTrainerMalenia_NoFusion_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_NoFusion.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_MaskBranchOnly_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_MaskBranchOnly.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_TextBranchOnly_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_TextBranchOnly.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_UnusedRowsAsNegatives_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_loss_settings = nnUNetTrainerMalenia_UnusedRowsAsNegatives.malenia_loss_settings
+
+
+class nnUNetTrainerMalenia_NoOtherLesionLoss_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_loss_settings = nnUNetTrainerMalenia_NoOtherLesionLoss.malenia_loss_settings
+
+
+class nnUNetTrainerMalenia_NoLesionLoss_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    """The CPU regime without the lesion loss (its A/B in README, "CPU regime")."""
+    malenia_network_settings = nnUNetTrainerMalenia_NoLesionLoss.malenia_network_settings
 
 
 class nnUNetTrainerMalenia_NoMaskPooling_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
