@@ -130,7 +130,7 @@ def write(result: dict, out: Path) -> None:
 
 
 def run(work: Path, out: Path, variants: Sequence[str], profile_name: str = "quick") -> dict:
-    bench = bz.Bench(work, bz.PROFILES[profile_name])
+    bench = bz.Bench(work, bz.PROFILES[profile_name], folder_suffix="_ablations")
     check_work_folder(bench)
     p = bench.profile
     common = ["-f", p.fold, "-device", p.device, "-npp", str(p.workers), "-nps", str(p.workers),

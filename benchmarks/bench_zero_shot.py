@@ -121,6 +121,8 @@ class Bench:
     profile: Profile
     times: Dict[str, float] = field(default_factory=dict)
     rss: Dict[str, dict] = field(default_factory=dict)
+    # a later script on the same work folder (bench_ablations.py) logs beside this run's logs, not over them
+    folder_suffix: str = ""
 
     def __post_init__(self):
         self.env = demo_env(self.work)
@@ -128,9 +130,9 @@ class Bench:
         if os.environ.get("nnUNet_extTrainer"):
             self.env["nnUNet_extTrainer"] += os.pathsep + os.environ["nnUNet_extTrainer"]
         self.env["nnUNet_def_n_proc"] = str(self.profile.workers)
-        (self.work / "logs").mkdir(parents=True, exist_ok=True)
-        (self.work / "rss").mkdir(parents=True, exist_ok=True)
-        self.step = Step(self.env, self.work / "logs", self.times)
+        for folder in ("logs", "rss"):
+            (self.work / f"{folder}{self.folder_suffix}").mkdir(parents=True, exist_ok=True)
+        self.step = Step(self.env, self.work / f"logs{self.folder_suffix}", self.times)
         self.raw = self.work / "nnUNet_raw"
 
     def dataset(self, dataset_id: int) -> Path:
@@ -142,7 +144,7 @@ class Bench:
 
     def measured(self, title: str, *cmd: str) -> None:
         """A CLI step whose peak RSS is recorded (through child_rss.py) beside its wall time."""
-        out = self.work / "rss" / f"{len(self.rss):02d}.json"
+        out = self.work / f"rss{self.folder_suffix}" / f"{len(self.rss):02d}.json"
         self.step(title, "python", str(BENCH_DIR / "child_rss.py"), str(out), "--", *cmd)
         self.rss[title] = json.loads(out.read_text())
 
