@@ -31,7 +31,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import bench_zero_shot as bz  # noqa: E402  (beside this file)
 
-# what each row changes, for the table (paper Tables 3-4 first, then this implementation's additions switched off)
+# what each row changes, for the table (paper Tables 3-4 first, then this implementation's additions switched off,
+# then settings that are off by default switched on)
 WHAT = {
     "SingleScaleAlignment": "MP-NCE on the last decoder block only (Table 3)",
     "SinglePositive": "one positive per lesion: its eight descriptions as one paragraph (Table 3)",
@@ -43,6 +44,7 @@ WHAT = {
     "NoLesionLoss": "without the decoder supervision loss_lesion",
     "NoMaskPooling": "token embeddings without mask pooling",
     "NoMaskResidual": "fused mask without the last block's mask added",
+    "ContextLocation": "location/organ rows matched against the 2-voxel shell around the mask (off by default)",
 }
 PAPER_VARIANTS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly")
 NAMED_ASPECTS = ("location", "density", "enhancement_status")

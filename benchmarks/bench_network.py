@@ -22,8 +22,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2_malenia.network import build_malenia_network
 from nnunetv2_malenia.network.example_plans import cpu_plan_48, reference_plan_96, tiny_plan_48
+from nnunetv2_malenia.training.trainer import nnUNetTrainerMalenia
 
-MALENIA = {"num_bank_rows": 300, "text_dim": 384, "num_classes": 12}   # paper: 12 diseases, MiniLM 384-d
+SIZES = {"num_bank_rows": 300, "text_dim": 384, "num_classes": 12}     # paper: 12 diseases, MiniLM 384-d
+# The network the default trainer builds (mask pooling, the mask residual, the lesion heads, ...), not the bare class.
+MALENIA = {**SIZES, **nnUNetTrainerMalenia.malenia_network_settings}
 
 
 def plain_network(cm, num_classes):
@@ -96,9 +99,9 @@ def main():
         rows.append(measure("reference 96^3, 6 stages 32..320", *reference_plan_96(), batch=1, reps=args.reps))
     print(f"hardware: {platform.processor() or platform.machine()}, os.cpu_count()={os.cpu_count()}, "
           f"usable cores={len(os.sched_getaffinity(0))}, torch threads={torch.get_num_threads()}; "
-          f"torch {torch.__version__}; MaleniaNet defaults: token_dim from the plan, 16 tokens, 3 blocks, "
-          f"1 CMKI layer; bank {MALENIA['num_bank_rows']} rows x {MALENIA['text_dim']}, "
-          f"{MALENIA['num_classes']} classes; "
+          f"torch {torch.__version__}; MaleniaNet as nnUNetTrainerMalenia builds it "
+          f"({nnUNetTrainerMalenia.malenia_network_settings}), token_dim from the plan; "
+          f"bank {SIZES['num_bank_rows']} rows x {SIZES['text_dim']}, {SIZES['num_classes']} classes; "
           f"load average at the end {os.getloadavg()[0]:.1f}; medians of {args.reps} fwd+bwd steps after one warm-up")
     print()
     print("| plan | batch | token dim | params plain | params Malenia | ratio | GFLOPs fwd plain | GFLOPs fwd Malenia | ratio "

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
-from nnunetv2_malenia.network.mask_decoder import mask_pooled_features
+from nnunetv2_malenia.network.malenia_net import CONTEXT_ASPECTS
+from nnunetv2_malenia.network.mask_decoder import mask_pooled_features, ring_pooled_features
 from nnunetv2_malenia.network.unet_features import select_attention_scales
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
 
@@ -121,7 +122,9 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
              "no_fusion": {"fusion": False}, "mask_only_no_fusion": {"branches": "mask", "fusion": False},
              "two_cmki_layers_text_only": {"branches": "text", "cmki_layers": 2},
              "mask_pooling": {"mask_pooling": True}, "mask_residual": {"mask_residual": True},
-             "pooling_and_residual": {"mask_pooling": True, "mask_residual": True}}
+             "pooling_and_residual": {"mask_pooling": True, "mask_residual": True},
+             "context_ring": {"context_ring": 2},
+             "context_pooling_residual": {"context_ring": 1, "mask_pooling": True, "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -452,3 +455,47 @@ def test_mask_residual_adds_the_last_block_mask_in_training_and_eval(pooling):
         out, ref = net(x, return_dict=True), plain(x, return_dict=True)
         assert torch.allclose(out["pred_masks"], ref["pred_masks"] + ref["block_masks"][-1], atol=1e-5)
         assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+
+
+def test_ring_pooled_features_average_the_shell_around_each_mask_not_inside_it():
+    pixel = torch.zeros(1, 1, 7, 7, 7)                                        # [B=1, Cm=1, 7^3]
+    pixel[0, 0, 3, 3, 3] = 100.0                                             # the lesion voxel
+    pixel[0, 0, 2:5, 2:5, 2:5] += 1.0                                        # its one-voxel shell (and itself)
+    logits = torch.full((1, 2, 7, 7, 7), -30.0)                              # [B, Q=2, *S]
+    logits[0, 0, 3, 3, 3] = 30.0                                             # token 0: one voxel in the middle
+    pooled = ring_pooled_features(logits, pixel, radius=1)                   # [B, Q, Cm]
+    assert torch.allclose(pooled[0, 0], torch.tensor([1.0]), atol=1e-4)    # 26 shell voxels of 1, centre left out
+    assert pooled[0, 1].abs().max() < 1e-5                                   # empty mask: empty shell, ~0
+    wide = ring_pooled_features(logits, pixel, radius=2)                     # 124 shell voxels, 26 of them 1
+    assert torch.allclose(wide[0, 0], torch.tensor([26 / 124]), atol=1e-4)
+
+
+def test_context_block_compares_location_rows_with_the_surroundings_and_the_rest_with_the_token():
+    net = build(context_ring=2).eval()
+    c = net.token_dim
+    text = net.text_embeddings()                                             # [R+1, 2C]
+    assert text.shape == (R + 1, 2 * c)
+    in_context = torch.isin(net.row_aspect, torch.tensor(CONTEXT_ASPECTS))   # [R]
+    assert in_context.any() and (~in_context).any()
+    assert text[1:][in_context, :c].abs().max() == 0 and text[1:][~in_context, c:].abs().max() == 0
+    assert text[0, c:].abs().max() == 0                                      # t0 is an appearance column
+    # fold_text gives back each column's own embedding (what CMKI's slots read)
+    plain = build().eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if "context_proj" not in k}, strict=True)
+    assert torch.allclose(net.fold_text(text), plain.text_embeddings(), atol=1e-6)
+    x = sample()
+    with torch.no_grad():
+        out = net(x, return_dict=True)
+        emb = out["block_embeddings"][-1]                                    # [B, Q, 2C]
+        assert emb.shape[-1] == 2 * c
+        assert torch.allclose(emb[..., :c].norm(dim=-1), torch.ones(emb.shape[:2]), atol=1e-5)
+        assert torch.allclose(emb[..., c:].norm(dim=-1), torch.ones(emb.shape[:2]), atol=1e-5)
+        # the appearance block is the network without context: every non-location similarity is unchanged
+        ref = plain(x, return_dict=True)["block_embeddings"][-1]             # [B, Q, C]
+        assert torch.allclose(emb[..., :c], ref, atol=1e-5)
+        # dense eval computes the last block's mask for the ring: same logits as the dict path
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+    assert not any("context_proj" in k for k in build().state_dict())       # models trained before it load
+    with pytest.raises(AssertionError, match="context_ring"):
+        build(context_ring=-1)
+

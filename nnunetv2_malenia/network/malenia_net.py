@@ -1,6 +1,11 @@
 """MaleniaNet: nnU-Net's planned U-Net + mask-token decoder + text alignment + CMKI (paper Sec. 3, Fig. 1).
 
 Interface: docs/network_losses_interface.md ("Network"). Text space: column 0 = t0 ("no lesion"), 1..R = bank rows.
+With ``context_ring`` > 0 the text space is two blocks of C channels, [appearance | context]: location and organ
+rows live in the context block, every other column (t0 included) in the appearance block, and a token's embedding
+is [appearance embedding | context embedding] (mask_decoder.py). A dot product then compares location rows with
+the tissue around the token's mask and everything else with the token, and every consumer of similarities (losses,
+matcher, naming, reports) stays a plain dot product.
 
 Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunetv2_malenia.attributes.schema import ASPECTS
+from nnunetv2_malenia.attributes.schema import ASPECTS, ORGAN_ASPECT
 from nnunetv2_malenia.network.cmki import CrossModalKnowledgeInjection
 from nnunetv2_malenia.network.mask_decoder import MaskTokenDecoder
 from nnunetv2_malenia.network.unet_features import (check_unet, decoder_features, drop_seg_layers, feature_channels,
@@ -36,6 +41,8 @@ VOTE_ASPECTS = tuple(i for i in range(len(BANK_ASPECTS)) if i != PARAGRAPH_INDEX
 # 1 / |VOTE_ASPECTS|^2 = 1/81; a tie-break weight w with w / (1 - w) below that never overturns the vote.
 VOTE_TIE_WEIGHT = 1.0e-3
 DEFAULT_TOKEN_DIM = 192                           # the widest token space token_dim_for gives
+# Bank aspects matched against the context embedding when the network has one (context_ring > 0).
+CONTEXT_ASPECTS = (BANK_ASPECTS.index("location"), BANK_ASPECTS.index(ORGAN_ASPECT))
 
 
 def token_dim_for(bottleneck_channels: int, num_heads: int) -> int:
@@ -121,7 +128,7 @@ class MaleniaNet(nn.Module):
                  cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
-                 mask_residual: bool = False):
+                 mask_residual: bool = False, context_ring: int = 0):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -158,7 +165,7 @@ class MaleniaNet(nn.Module):
         self.mask_decoder = MaskTokenDecoder({i: channels[i] for i in set(self.scale_of_block)}, self.scale_of_block,
                                              self.conv_op, num_tokens=num_tokens, token_dim=token_dim,
                                              num_heads=num_heads, ffn_ratio=ffn_ratio, mask_dim=pixel_channels,
-                                             mask_pooling=mask_pooling)
+                                             mask_pooling=mask_pooling, context_ring=context_ring)
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -234,14 +241,32 @@ class MaleniaNet(nn.Module):
                                       error_msgs)
 
     # ------------------------------------------------------------------------------------------------- text space
+    @property
+    def has_context(self) -> bool:
+        return self.mask_decoder.context_proj is not None
+
     def text_embeddings(self) -> torch.Tensor:
-        """[R+1, C] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings)."""
+        """[R+1, E] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings). E = C, or 2C with a context
+        embedding: location and organ rows in the context block [C:], the others in the appearance block [:C]."""
         weight = self.text_mlp[0].weight
         bank = self.text_mlp(self.bank_embeddings.to(weight.dtype))            # [R, C]
-        return F.normalize(torch.cat((self.t0.unsqueeze(0), bank), dim=0), dim=-1)   # [R+1, C]
+        text = F.normalize(torch.cat((self.t0.unsqueeze(0), bank), dim=0), dim=-1)   # [R+1, C]
+        if not self.has_context:
+            return text
+        aspects = torch.tensor(CONTEXT_ASPECTS, device=self.row_aspect.device)
+        in_context = torch.isin(self.row_aspect, aspects)                        # [R]
+        in_context = torch.cat((in_context.new_zeros(1), in_context)).unsqueeze(1).to(text.dtype)   # [R+1, 1]
+        return torch.cat((text * (1 - in_context), text * in_context), dim=1)   # [R+1, 2C]
+
+    def fold_text(self, text: torch.Tensor) -> torch.Tensor:
+        """[..., E] text-space columns -> [..., C] token-space (each column is non-zero in one block only, so the
+        blocks' sum is the column's own embedding); the identity without a context embedding."""
+        if not self.has_context:
+            return text
+        return text[..., :self.token_dim] + text[..., self.token_dim:]
 
     def _similarity(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor]) -> torch.Tensor:
-        """Cosine similarity of tokens and text columns, unscaled: [B, Q, C] x [R+1, C] -> [B, Q, R+1]."""
+        """Cosine similarity of tokens and text columns, unscaled: [B, Q, E] x [R+1, E] -> [B, Q, R+1]."""
         text = self.text_embeddings() if text_embeddings is None else text_embeddings
         return torch.einsum("bqc,rc->bqr", embeddings.float(), text.float())          # [B, Q, R+1]
 
@@ -259,7 +284,7 @@ class MaleniaNet(nn.Module):
                       ) -> torch.Tensor:
         """Inference slots: per aspect a, one-hot argmax of similarity over {t0} U {rows of aspect a}.
 
-        embeddings [B, Q, C] (text space), text_embeddings [R+1, C] (default: ``self.text_embeddings()``)
+        embeddings [B, Q, E] (text space), text_embeddings [R+1, E] (default: ``self.text_embeddings()``)
         -> [B, Q, A, R+1] float one-hot.
         """
         sim = self._similarity(embeddings, text_embeddings)                              # [B, Q, R+1]
@@ -268,7 +293,7 @@ class MaleniaNet(nn.Module):
 
     def class_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None,
                      rule: Optional[str] = None) -> torch.Tensor:
-        """[B, Q, C] -> [B, Q, K+1] under ``rule`` (default: the network's ``naming_rule``); see
+        """[B, Q, E] -> [B, Q, K+1] under ``rule`` (default: the network's ``naming_rule``); see
         ``best_match_logits`` and ``aspect_vote_logits``."""
         rule = check_naming_rule(self.naming_rule if rule is None else rule)
         if rule == "aspect_vote":
@@ -277,7 +302,7 @@ class MaleniaNet(nn.Module):
 
     def best_match_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
                           ) -> torch.Tensor:
-        """[B, Q, C] -> [B, Q, K+1] (fp32, scaled by logit_scale): the "best_match" naming rule.
+        """[B, Q, E] -> [B, Q, K+1] (fp32, scaled by logit_scale): the "best_match" naming rule.
 
         Column 0: similarity to t0. Column k: mean over the aspects in which class k has rows of the best
         similarity among class k's rows of that aspect (knowledge-table matching). Paragraph rows never count;
@@ -313,7 +338,7 @@ class MaleniaNet(nn.Module):
         """The paper's knowledge-table lookup: per vote aspect the token's chosen column (argmax over {t0} U that
         aspect's rows, as ``predict_slots``), then per class the aspects whose chosen row the class accepts.
 
-        [B, Q, C] -> (votes [B, Q, K] float, the number of such aspects; aspects [K] float, the number of vote
+        [B, Q, E] -> (votes [B, Q, K] float, the number of such aspects; aspects [K] float, the number of vote
         aspects in which class k has rows). An aspect whose chosen column is t0 votes for nobody.
         """
         sim = self._similarity(embeddings, text_embeddings)                              # [B, Q, R+1]
@@ -326,7 +351,7 @@ class MaleniaNet(nn.Module):
 
     def aspect_vote_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
                            ) -> torch.Tensor:
-        """[B, Q, C] -> [B, Q, K+1] (fp32): the "aspect_vote" naming rule (paper Sec. 3.3, knowledge-table lookup).
+        """[B, Q, E] -> [B, Q, K+1] (fp32): the "aspect_vote" naming rule (paper Sec. 3.3, knowledge-table lookup).
 
         Lesion vs background stays best_match's; only the split of the lesion mass over diseases follows the vote
         (``vote_logits``, votes from ``aspect_votes``), so segmentation is the same under both rules.
@@ -350,8 +375,8 @@ class MaleniaNet(nn.Module):
         pixel = features[-1]
         # Dense eval only needs the last block's embedding: no per-block masks (the last one with pooling or residual).
         dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if self.mask_residual else "none")
-        text = self.text_embeddings()                                 # [R+1, C]
-        last_embeddings = dec["embeddings"][-1]                       # [B, Q, C]
+        text = self.text_embeddings()                                 # [R+1, E]
+        last_embeddings = dec["embeddings"][-1]                       # [B, Q, E]
         decoder_out = {"block_masks": [self._full_size(m, x) for m in dec["masks"]],
                        "block_embeddings": dec["embeddings"], "text_embeddings": text,
                        "logit_scale": self.logit_scale}
@@ -362,7 +387,7 @@ class MaleniaNet(nn.Module):
                 f"slot_assigner must return [B, Q, A, R+1] = {expected}; got {tuple(weights.shape)}")
         else:
             weights = self.predict_slots(last_embeddings, text)      # [B, Q, A, R+1]
-        slot_text = torch.einsum("bqar,rc->bqac", weights.to(text.dtype), text)   # [B, Q, A, C]
+        slot_text = torch.einsum("bqar,rc->bqac", weights.to(text.dtype), self.fold_text(text))   # [B, Q, A, C]
         cmki = self.cmki(dec["tokens"][-1], slot_text, pixel, with_branches=want_dict)
         class_logits = self.class_logits(last_embeddings, text)      # [B, Q, K+1]
         pred_masks = cmki["pred_masks"] + dec["masks"][-1] if self.mask_residual else cmki["pred_masks"]  # [B,Q,*S']

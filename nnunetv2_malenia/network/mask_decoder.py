@@ -13,6 +13,14 @@ sees the image only through cross-attention to coarse features over the whole vo
 on the CPU regime tokens that segmented a lesion often named it after another one. The pooling weights are the
 detached mask probabilities (the naming loss moves the features and the projection, not the masks); a token whose
 mask is empty pools ~0, which is itself a "no lesion" signal.
+
+Context embedding (``context_ring=r > 0``; not in the paper): every block also gives the token a second text-space
+embedding, read only from the per-pixel feature averaged over a shell of r voxels around its mask (the tissue that
+surrounds the lesion), never from the token itself. MaleniaNet matches location and organ descriptions against it
+(malenia_net.py, "text space"). Why: in a training set where each location occurs with one disease only, an
+embedding that sees the lesion learns location from the lesion's appearance; a liver cyst, which looks like the
+seen kidney cysts, was then placed in the kidney and named kidney cyst. The shell sees the liver around it. Off by
+default: on the CPU regime it changed neither location precision nor disease identification (README, "CPU regime").
 """
 from __future__ import annotations
 
@@ -87,6 +95,32 @@ def mask_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor)
     return torch.bmm(weights, flat) / weights.sum(-1, keepdim=True).clamp_min(1.0)   # [B, Q, Cm]
 
 
+def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey-value dilation of [B, Q, *S] by a (2r+1)-voxel cube, as one max-pool per axis (separable: 3 (2r+1)
+    comparisons per voxel instead of (2r+1)^3)."""
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[masks.ndim - 2]
+    for axis in range(masks.ndim - 2):
+        kernel = [1] * (masks.ndim - 2)
+        kernel[axis] = 2 * radius + 1
+        padding = [k // 2 for k in kernel]
+        masks = pool(masks, kernel_size=kernel, stride=1, padding=padding)
+    return masks
+
+
+def ring_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per token, the per-pixel feature averaged over the shell of ``radius`` voxels around its mask:
+    [B, Q, *S'], [B, Cm, *S'] -> [B, Q, Cm].
+
+    Shell weights = dilate(m, r) - m with m = sigmoid(mask) without gradient (a soft ring: 1 just outside a sharp
+    mask, 0 inside it and beyond r); the sum is floored at one voxel, as in ``mask_pooled_features``. The max-pools
+    of the dilation are its cost on a CPU (a few tenths of a second per block for 16 tokens at 48^3 on one core;
+    CPU-regime epochs 17.1 -> 23.8 s)."""
+    m = mask_logits.detach().float().sigmoid()                                  # [B, Q, *S']
+    shell = (dilate(m, radius) - m).clamp_min(0.0).flatten(2)                   # [B, Q, N]
+    flat = pixel_feature.flatten(2).transpose(1, 2).float()                     # [B, N, Cm]
+    return torch.bmm(shell, flat) / shell.sum(-1, keepdim=True).clamp_min(1.0)  # [B, Q, Cm]
+
+
 def token_masks(mask_embed: torch.Tensor, pixel_feature: torch.Tensor, bias: Optional[torch.Tensor] = None
                 ) -> torch.Tensor:
     """[B, Q, Cm] . [B, Cm, *S] (+ bias [B, Q]) -> [B, Q, *S] mask logits, as one batched matmul (a 1x1 conv
@@ -108,10 +142,13 @@ class MaskTokenDecoder(nn.Module):
     scale_of_block: feature index that block i cross-attends to (len = num_blocks).
     mask_dim: channels of the per-pixel feature (the finest decoder output).
     mask_pooling: add the pixel feature pooled under each block's mask to its embedding (module docstring).
+    context_ring: width in voxels of the shell around each mask whose pooled pixel feature gives the token's context
+    embedding (0 = none; module docstring). With it, every embedding is [appearance C | context C], 2C wide.
     """
 
     def __init__(self, in_channels: Dict[int, int], scale_of_block: Sequence[int], conv_op, *, num_tokens: int,
-                 token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int, mask_pooling: bool = False):
+                 token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int, mask_pooling: bool = False,
+                 context_ring: int = 0):
         super().__init__()
         self.scale_of_block = [int(i) for i in scale_of_block]
         assert all(i in in_channels for i in self.scale_of_block), (
@@ -135,7 +172,15 @@ class MaskTokenDecoder(nn.Module):
         if self.pool_proj is not None:
             nn.init.zeros_(self.pool_proj.weight)
             nn.init.zeros_(self.pool_proj.bias)
+        assert context_ring >= 0, f"context_ring must be >= 0 voxels; got {context_ring}"
+        self.context_ring = int(context_ring)
+        self.context_proj = mlp((mask_dim, token_dim, token_dim)) if self.context_ring else None
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the text-space embeddings: C, or 2C with a context embedding."""
+        return self.token_dim * (2 if self.context_proj is not None else 1)
 
     def _memory(self, feature: torch.Tensor, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         proj = self.input_proj[str(index)](feature)                    # [B, C, *s]
@@ -158,8 +203,10 @@ class MaskTokenDecoder(nn.Module):
         last block's is computed, and earlier blocks' embeddings lack the pooling; eval reads only the last) or
         "none" (dense eval of the paper's network; with mask pooling the last mask is still computed, not returned).
 
-        Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, C] (L2-normalised,
-        text space), "masks": L x [B, Q, *S'] for "all", [last block's] for "last", [] for "none"}.
+        Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, E] (text space,
+        E = ``embedding_dim``: C L2-normalised, or [appearance | context] each L2-normalised; a block without a
+        mask ("last") has a zero context half), "masks": L x [B, Q, *S'] for "all", [last block's] for "last", []
+        for "none"}.
         """
         assert masks in ("all", "last", "none"), f"masks must be 'all', 'last' or 'none'; got {masks!r}"
         b = features[0].shape[0]
@@ -173,16 +220,25 @@ class MaskTokenDecoder(nn.Module):
             normed = self.decoder_norm(tokens)                               # [B, Q, C]
             out["tokens"].append(normed)
         text = [self.text_head(t) for t in out["tokens"]]                    # L x [B, Q, C], before normalising
-        if pixel_feature is not None and (masks != "none" or self.pool_proj is not None):
+        context: List[Optional[torch.Tensor]] = [None] * len(text)           # L x [B, Q, C] where a mask exists
+        reads_masks = self.pool_proj is not None or self.context_proj is not None
+        if pixel_feature is not None and (masks != "none" or reads_masks):
             # All blocks in one pass over the full-resolution feature (forward and backward).
             tokens_with_masks = out["tokens"] if masks == "all" else out["tokens"][-1:]
             embeds = self.mask_embed(torch.cat(tokens_with_masks, dim=1))   # [B, L*Q, Cm] (L = 1: last block)
             block_masks = list(token_masks(embeds, pixel_feature).split(tokens.shape[1], dim=1))  # L x [B,Q,*S']
-            if self.pool_proj is not None:
-                for i, m in zip(range(len(text) - len(block_masks), len(text)), block_masks):
+            for i, m in zip(range(len(text) - len(block_masks), len(text)), block_masks):
+                if self.pool_proj is not None:
                     pooled = mask_pooled_features(m, pixel_feature)                # [B, Q, Cm]
                     text[i] = text[i] + self.pool_proj(pooled.to(text[i].dtype))  # [B, Q, C]
+                if self.context_proj is not None:
+                    ring = ring_pooled_features(m, pixel_feature, self.context_ring)   # [B, Q, Cm]
+                    context[i] = self.context_proj(ring.to(text[i].dtype))             # [B, Q, C]
             if masks != "none":
                 out["masks"] = block_masks
-        out["embeddings"] = [F.normalize(t, dim=-1) for t in text]              # L x [B, Q, C], text space
+        embeddings = [F.normalize(t, dim=-1) for t in text]                     # L x [B, Q, C], text space
+        if self.context_proj is not None:
+            embeddings = [torch.cat((e, torch.zeros_like(e) if c is None else F.normalize(c, dim=-1)), dim=-1)
+                          for e, c in zip(embeddings, context)]                 # L x [B, Q, 2C]
+        out["embeddings"] = embeddings
         return out

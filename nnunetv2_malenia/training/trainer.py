@@ -50,7 +50,10 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     malenia_network_settings: Dict = dict(num_tokens=16, num_blocks=3, num_heads=8, cmki_layers=1,
                                           temperature=0.07, fusion=True, branches="both", naming_rule="best_match",
                                           lesion_heads="classes", mask_pooling=True,
-                                          mask_residual=True)
+                                          mask_residual=True, context_ring=0)
+    # context_ring (not in the paper, network/mask_decoder.py): > 0 matches location and organ descriptions against the
+    # decoder feature around the token's mask instead of the token; off: no gain in location or naming on the CPU
+    # regime (README, "CPU regime"; nnUNetTrainerMalenia_ContextLocation turns it on).
     # mask_pooling / mask_residual (not in the paper, network/mask_decoder.py and malenia_net.py): a token's embedding
     # also reads the pixel feature under its own mask, and the fused mask corrects the last decoder block's. Chosen
     # on fold-0 validation of the quick benchmark's seen phantoms (one run each, README "CPU regime"): without them

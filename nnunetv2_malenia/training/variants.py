@@ -108,6 +108,13 @@ class nnUNetTrainerMalenia_NoMaskResidual(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, mask_residual=False)
 
 
+# --- settings that are off by default (measured in README, "CPU regime"; rows of bench_ablations.py) -----------------
+class nnUNetTrainerMalenia_ContextLocation(nnUNetTrainerMalenia):
+    """Location and organ descriptions matched against a context embedding: the decoder feature pooled in a 2-voxel
+    shell around the token's mask, not the token itself (network/mask_decoder.py, ``context_ring``)."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2)
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -150,6 +157,10 @@ class nnUNetTrainerMalenia_NoMaskResidual_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_NoMaskResidual.malenia_network_settings
 
 
+class nnUNetTrainerMalenia_ContextLocation_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_ContextLocation.malenia_network_settings
+
+
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_250epochs(nnUNetTrainerMalenia_SingleScaleAlignment):
     schedule = GPU_250
@@ -188,6 +199,10 @@ class nnUNetTrainerMalenia_NoMaskPooling_250epochs(nnUNetTrainerMalenia_NoMaskPo
 
 
 class nnUNetTrainerMalenia_NoMaskResidual_250epochs(nnUNetTrainerMalenia_NoMaskResidual):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_ContextLocation_250epochs(nnUNetTrainerMalenia_ContextLocation):
     schedule = GPU_250
 
 
