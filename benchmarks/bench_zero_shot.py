@@ -389,19 +389,23 @@ def fresh_work_folder(work: Path, owner: str) -> None:
 
 
 def plan_and_preprocess(bench: Bench, title: str, dataset_ids: Sequence[int]) -> None:
-    """nnU-Net's planner on the datasets, and the 3d_cpu configuration when the profile trains on it."""
+    """nnU-Net's planner on the datasets; on the 3d_cpu configuration the CPU regime's plans (halved widths and its
+    CT window, nnUNetv2_malenia_cpu_plans) are written between planning and preprocessing."""
     p = bench.profile
+    cpu_regime = p.configuration == "3d_cpu"
     # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
-    Step({k: v for k, v in bench.env.items() if k != "nnUNet_n_proc_DA"}, bench.step.log_folder, bench.times)(
-        f"plan and preprocess {title}", "nnUNetv2_plan_and_preprocess", "-d", *map(str, dataset_ids),
-        "-c", "3d_fullres", "-npfp", str(p.workers), "-np", str(p.workers),
-        *(["--verify_dataset_integrity"] if p.verify else []))
-    if p.configuration == "3d_cpu":
-        from nnunetv2_malenia.training.cpu_plans import add_cpu_configuration
+    step = Step({k: v for k, v in bench.env.items() if k != "nnUNet_n_proc_DA"}, bench.step.log_folder, bench.times)
+    ids = [str(i) for i in dataset_ids]
+    step(f"plan{'' if cpu_regime else ' and preprocess'} {title}", "nnUNetv2_plan_and_preprocess", "-d", *ids,
+         "-c", "3d_fullres", "-npfp", str(p.workers), "-np", str(p.workers),
+         *(["--verify_dataset_integrity"] if p.verify else []), *(["--no_pp"] if cpu_regime else []))
+    if cpu_regime:
+        from nnunetv2_malenia.training.cpu_plans import CPU_CT_WINDOW, add_cpu_configuration
 
         for dataset_id in dataset_ids:
             add_cpu_configuration(bench.work / "nnUNet_preprocessed" / bench.dataset(dataset_id).name
-                                  / "nnUNetPlans.json")
+                                  / "nnUNetPlans.json", CPU_CT_WINDOW)
+        step(f"preprocess {title}", "nnUNetv2_preprocess", "-d", *ids, "-c", "3d_fullres", "-np", str(p.workers))
 
 
 def predict_zero_shot(bench: Bench, arm: str, trainer: str, common: Sequence[str]) -> None:

@@ -4,6 +4,7 @@
     unseen-split phantoms (zero-shot test)              nnUNetv2_malenia_phantoms
     text bank                                           nnUNetv2_malenia_build_bank
     plan + preprocess                                   nnUNetv2_plan_and_preprocess
+    CPU regime's plans (3d_cpu, CT window)              nnUNetv2_malenia_cpu_plans, then nnUNetv2_preprocess
     train Malenia                                       nnUNetv2_train ... -tr nnUNetTrainerMalenia_*
     zero-shot prediction + lesion reports               nnUNetv2_malenia_predict
     per-disease Dice / NSD, attribute matching          nnUNetv2_malenia_evaluate
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
+from nnunetv2_malenia.training.cpu_plans import CPU_CT_WINDOW
 
 SEEN_ID, UNSEEN_ID = 901, 902
 
@@ -116,11 +118,17 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
          str(profile.unseen_test_cases), *geometry, "--seed", "1", "--overwrite")
     step("text bank", "nnUNetv2_malenia_build_bank", str(SEEN_ID))
     # the planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses the 0 that is best for training
-    Step({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, step.log_folder, step.times)(
-        "plan and preprocess", "nnUNetv2_plan_and_preprocess", "-d", str(SEEN_ID), "-c", "3d_fullres",
-         "-npfp", "2", "-np", "2", "--verify_dataset_integrity")
-    if profile.configuration == "3d_cpu":
-        step("CPU configuration (3d_cpu)", "nnUNetv2_malenia_cpu_plans", "-d", str(SEEN_ID))
+    planner = Step({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, step.log_folder, step.times)
+    cpu_regime = profile.configuration == "3d_cpu"
+    planner("plan" if cpu_regime else "plan and preprocess", "nnUNetv2_plan_and_preprocess", "-d", str(SEEN_ID),
+            "-c", "3d_fullres", "-npfp", "2", "-np", "2", "--verify_dataset_integrity",
+            *(["--no_pp"] if cpu_regime else []))
+    if cpu_regime:
+        # the CPU regime's plans: halved widths, and the soft-tissue CT window for every configuration, so the
+        # data are preprocessed after it
+        step("CPU configuration (3d_cpu, CT window)", "nnUNetv2_malenia_cpu_plans", "-d", str(SEEN_ID),
+             "--ct-window", *(f"{v:g}" for v in CPU_CT_WINDOW))
+        planner("preprocess", "nnUNetv2_preprocess", "-d", str(SEEN_ID), "-c", "3d_fullres", "-np", "2")
     step("train Malenia", "nnUNetv2_train", str(SEEN_ID), profile.configuration, profile.fold, "-tr", profile.trainer,
          "-device", profile.device)
     model = work / "nnUNet_results" / seen.name / f"{profile.trainer}__nnUNetPlans__{profile.configuration}"

@@ -41,3 +41,41 @@ def test_bad_plans_name_the_file_and_field(tmp_path, content, where):
         add_cpu_configuration(plans_file)
     assert str(plans_file) in str(e.value) and where in str(e.value)
     assert content is None or plans_file.read_text() == content      # nothing written
+
+
+def test_ct_window_replaces_the_normalization_of_every_configuration_and_keeps_the_fingerprint(tmp_path):
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    import numpy as np
+
+    plans = tiny_plan_48()[0].plans
+    plans["configurations"]["3d_fullres"]["normalization_schemes"] = ["CTNormalization"]
+    fingerprint = {"mean": 100.0, "std": 444.0, "percentile_00_5": -702.0, "percentile_99_5": 826.0}
+    plans["foreground_intensity_properties_per_channel"] = {"0": dict(fingerprint)}
+    plans_file = tmp_path / "nnUNetPlans.json"
+    plans_file.write_text(json.dumps(plans))
+    add_cpu_configuration(plans_file, (-160, 240))
+    add_cpu_configuration(plans_file, (-160, 240))          # again: the recorded fingerprint stays the first one
+    written = json.loads(plans_file.read_text())
+    assert written["malenia_ct_window"] == {"window_hu": [-160.0, 240.0], "fingerprint_properties": {"0": fingerprint}}
+    props = PlansManager(written).foreground_intensity_properties_per_channel["0"]
+    # nnU-Net's own CT normalization with these properties maps the window to [-2, 2] and clips outside it
+    norm = CTNormalization(use_mask_for_norm=False, intensityproperties=props)
+    hu = np.array([[[-1000.0, -160.0, 40.0, 85.0, 240.0, 800.0]]])
+    assert np.allclose(norm.run(hu.copy()), [[[-2.0, -2.0, 0.0, 0.45, 2.0, 2.0]]])
+
+
+@pytest.mark.parametrize("window, schemes, where", [((240, -160), ["CTNormalization"], "--ct-window"),
+                                                     ((-160, 240), ["ZScoreNormalization"], "normalization_schemes")])
+def test_bad_ct_window_or_a_plan_without_ct_is_refused_and_nothing_written(tmp_path, window, schemes, where):
+    plans = tiny_plan_48()[0].plans
+    plans["configurations"]["3d_fullres"]["normalization_schemes"] = schemes
+    plans["foreground_intensity_properties_per_channel"] = {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0,
+                                                                  "percentile_99_5": 1.0}}
+    plans_file = tmp_path / "nnUNetPlans.json"
+    plans_file.write_text(json.dumps(plans))
+    before = plans_file.read_text()
+    with pytest.raises(MaleniaInputError) as e:
+        add_cpu_configuration(plans_file, window)
+    assert str(plans_file) in str(e.value) and where in str(e.value)
+    assert plans_file.read_text() == before

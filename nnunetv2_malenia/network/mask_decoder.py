@@ -201,7 +201,8 @@ class MaskTokenDecoder(nn.Module):
         """features: coarsest-first decoder features; pixel_feature [B, Cm, *S'] (None: no masks, no pooling).
         masks: "all" (training: every block's), "last" (dense eval with mask pooling or the mask residual: only the
         last block's is computed, and earlier blocks' embeddings lack the pooling; eval reads only the last) or
-        "none" (dense eval of the paper's network; with mask pooling the last mask is still computed, not returned).
+        "none" (dense eval of the paper's network; with mask pooling or a context embedding the last mask is still
+        computed, not returned).
 
         Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, E] (text space,
         E = ``embedding_dim``: C L2-normalised, or [appearance | context] each L2-normalised; a block without a
