@@ -13,7 +13,8 @@
     naming the true unseen lesions (masks given)        nnUNetv2_malenia_predict --describe-masks + evaluate
 
 Profiles: ``cpu`` (default; the CPU regime of README: 1,000 iterations on 48^3 phantoms, 15-20 minutes on 2 cores as
-measured; stones and lung tumours are found, soft-tissue lesions not yet) and ``gpu`` (larger volumes, 250
+measured; lung, liver and colon tumours are found, kidney cysts and gallstones not yet, unseen lesions are found
+but named after seen diseases) and ``gpu`` (larger volumes, 250
 epochs, one GPU).
 """
 from __future__ import annotations
