@@ -39,8 +39,9 @@ def test_both_arms_trained_under_the_clock(run):
     for arm in ARMS:
         b = r["time_budget"][arm]
         assert b["budget_s"] == BUDGET_S and 1 <= b["epochs"] < 1000, (arm, b)       # the budget ended it
-        # the loop stays within the budget, except that the first epoch always runs
-        assert b["epoch_loop_s"] <= BUDGET_S or b["epochs"] == 1, (arm, b)
+        # the loop stays within the budget, except that the first epoch always runs and that the stop rule works on
+        # an estimate: a last epoch slower than the epochs before it may end a little past (6.04 s of 6 once)
+        assert b["epoch_loop_s"] <= 1.1 * BUDGET_S or b["epochs"] == 1, (arm, b)
         assert 0 < b["last_lr"] <= b["peak_lr"] <= 1e-3 * 1.0001, (arm, b)
         train = r["cost"]["train"][arm]
         assert train["epochs"] == b["epochs"] and _is_number(train["median_epoch_s"]), arm
