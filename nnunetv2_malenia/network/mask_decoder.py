@@ -90,9 +90,15 @@ def mask_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor)
 
     Weights are sigmoid(mask) without gradient; the sum is floored at one voxel, so a token with an empty mask gets
     ~0 instead of a noisy average of a few faint voxels."""
-    weights = mask_logits.detach().float().sigmoid().flatten(2)                # [B, Q, N]
+    return weighted_average(mask_logits.detach().float().sigmoid(), pixel_feature)
+
+
+def weighted_average(weights: torch.Tensor, pixel_feature: torch.Tensor) -> torch.Tensor:
+    """Per token, the per-pixel feature averaged with its voxel weights: [B, Q, *S'], [B, Cm, *S'] -> [B, Q, Cm];
+    the weight sum is floored at one voxel."""
+    flat_weights = weights.flatten(2)                                          # [B, Q, N]
     flat = pixel_feature.flatten(2).transpose(1, 2).float()                   # [B, N, Cm]
-    return torch.bmm(weights, flat) / weights.sum(-1, keepdim=True).clamp_min(1.0)   # [B, Q, Cm]
+    return torch.bmm(flat_weights, flat) / flat_weights.sum(-1, keepdim=True).clamp_min(1.0)   # [B, Q, Cm]
 
 
 def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
@@ -116,9 +122,7 @@ def ring_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor,
     of the dilation are its cost on a CPU (a few tenths of a second per block for 16 tokens at 48^3 on one core;
     CPU-regime epochs 17.1 -> 23.8 s)."""
     m = mask_logits.detach().float().sigmoid()                                  # [B, Q, *S']
-    shell = (dilate(m, radius) - m).clamp_min(0.0).flatten(2)                   # [B, Q, N]
-    flat = pixel_feature.flatten(2).transpose(1, 2).float()                     # [B, N, Cm]
-    return torch.bmm(shell, flat) / shell.sum(-1, keepdim=True).clamp_min(1.0)  # [B, Q, Cm]
+    return weighted_average((dilate(m, radius) - m).clamp_min(0.0), pixel_feature)   # shell weights [B, Q, *S']
 
 
 def token_masks(mask_embed: torch.Tensor, pixel_feature: torch.Tensor, bias: Optional[torch.Tensor] = None
