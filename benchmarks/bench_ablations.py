@@ -3,7 +3,7 @@
     python benchmarks/bench_ablations.py --work /tmp/zs_quick --out docs/results/ablations_quick [--variants ...]
 
 Builds on a finished quick-profile run of bench_zero_shot.py in ``--work``: its phantoms (A seen, C unseen), plans
-and its default Malenia arm are reused, so every row shares data, plan, schedule (``_CPUDemo``: 1,000 iterations,
+and its default Malenia arm are reused, so every row shares data, plan, schedule (``_CPUDemo``: 2,000 iterations,
 AdamW 1e-3) and training seed (MALENIA_SEED, 0 unless set) with the default and differs in the one setting its
 name says. Each variant ``nnUNetTrainerMalenia_<V>_CPUDemo`` is trained on A (fold 0), predicted zero-shot on C's
 test set with lesion reports, shown C's reference lesions (``--describe-masks``) and predicted on A's held-out test

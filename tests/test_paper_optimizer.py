@@ -39,7 +39,7 @@ def test_adamw_variant_configures_the_paper_optimizer():
 
 
 def test_cpu_regime_optimizer_and_no_augmentation():
-    """The CPU regime's trainers, Malenia and plain alike: AdamW 1e-3 warming up over 4 of 40 epochs, and nnU-Net's
+    """The CPU regime's trainers, Malenia and plain alike: AdamW 1e-3 warming up over 8 of 80 epochs, and nnU-Net's
     validation transforms (no augmentation) for training."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -50,8 +50,8 @@ def test_cpu_regime_optimizer_and_no_augmentation():
         trainer = SimpleNamespace(network=torch.nn.Linear(3, 2), num_epochs=cls.schedule["num_epochs"],
                                   adamw=cls.adamw, augment=cls.augment)
         optimizer, scheduler = cls.configure_optimizers(trainer)
-        assert isinstance(optimizer, torch.optim.AdamW) and scheduler.warmup_epochs == 4
-        assert scheduler.lr_at(4) == pytest.approx(1e-3)
+        assert isinstance(optimizer, torch.optim.AdamW) and scheduler.warmup_epochs == 8
+        assert scheduler.lr_at(8) == pytest.approx(1e-3)
         transforms = cls.get_training_transforms(trainer, (48, 48, 48), None, None, (0, 1, 2), False)
         plain = nnUNetTrainer.get_validation_transforms(None)
         assert [type(t) for t in transforms.transforms] == [type(t) for t in plain.transforms]

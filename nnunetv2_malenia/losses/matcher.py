@@ -5,7 +5,8 @@ cost[q, s] = cost_bce * BCE(mask_q, gt_s) + cost_dice * dice(mask_q, gt_s) + cos
 - sim(q, s) = -mean over the instance's positives k of log softmax_k(logit_scale * m_q . t) over the candidate
   columns: a token already close to a lesion's descriptions is preferred for that lesion, which keeps the
   assignment stable across iterations. An instance without positives gets sim 0.
-Everything runs under no_grad in fp32 (autocast's fp16 would saturate the BCE of confident logits).
+Everything runs under no_grad in fp32, autocast switched off (the network calls the matcher mid-forward, inside
+CUDA's fp16 or CPU's bf16 autocast; fp16 would saturate the BCE of confident logits, bf16 keeps 3 digits).
 """
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ class HungarianMatcher:
             if target_count(targets[b]) == 0:
                 out.append((torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)))
                 continue
-            cost = self.cost_matrix(block_masks[b], block_embeddings[b], text_embeddings, logit_scale,
-                                    targets[b], candidates)                           # [Q, S_n]
+            with torch.autocast(device_type=block_masks.device.type, enabled=False):
+                cost = self.cost_matrix(block_masks[b], block_embeddings[b], text_embeddings, logit_scale,
+                                        targets[b], candidates)                       # [Q, S_n]
             rows, cols = linear_sum_assignment(cost.cpu().numpy())
             out.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
         return out

@@ -28,7 +28,7 @@ class nnUNetTrainerMalenia_2epochs_2iters(nnUNetTrainerMalenia):
 
 
 class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
-    """The CPU regime (demo and quick benchmark): 40 epochs of 25 iterations with AdamW 1e-3, warm-up then cosine,
+    """The CPU regime (demo and quick benchmark): 80 epochs of 25 iterations with AdamW 1e-3, warm-up then cosine,
     no data augmentation; train it on the halved-width ``3d_cpu`` configuration (nnUNetv2_malenia_cpu_plans).
     README, "CPU regime"."""
     schedule = CPU_DEMO
@@ -37,7 +37,7 @@ class nnUNetTrainerMalenia_CPUDemo(nnUNetTrainerMalenia):
 
 
 class nnUNetTrainerMalenia_CPULong(nnUNetTrainerMalenia_CPUDemo):
-    """The CPU regime with twice the iterations (80 epochs of 25)."""
+    """The CPU regime with twice the iterations (160 epochs of 25)."""
     schedule = CPU_LONG
 
 
