@@ -68,3 +68,23 @@ def test_matcher_inside_bf16_autocast_matches_in_fp32():
     assert dict(zip(tgt_idx.tolist(), pred_idx.tolist())) == dict(enumerate(holder.tolist()))
     cost = matcher.cost_matrix(masks[0].bfloat16(), emb[0], text, torch.tensor(14.0), target, None)
     assert cost.dtype == torch.float32
+
+
+@pytest.mark.parametrize("setting, wrapped", [("1", True), ("0", False)])
+def test_scheduled_trainer_wraps_its_network_when_on(monkeypatch, setting, wrapped):
+    """ScheduledTrainer.initialize (every arm of the CPU regime) puts the freshly built network under the switch."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunetv2_malenia.training.schedule import ScheduledTrainer
+
+    net = torch.nn.Conv3d(1, 2, 1)
+    monkeypatch.setattr(nnUNetTrainer, "initialize", lambda self: setattr(self, "network", net))
+    monkeypatch.setenv(CPU_BF16_VARIABLE, setting)
+    monkeypatch.delenv("MALENIA_SEED", raising=False)
+    logged = []
+    trainer = ScheduledTrainer.__new__(ScheduledTrainer)     # the hook alone; no plans needed
+    trainer.local_rank, trainer.device = 0, torch.device("cpu")
+    trainer.print_to_log_file = lambda *args, **kwargs: logged.append(" ".join(map(str, args)))
+    trainer.initialize()
+    assert ("forward" in vars(net)) == wrapped and any("bf16" in line for line in logged) == wrapped
+    assert net(torch.randn(1, 1, 4, 4, 4)).dtype == torch.float32

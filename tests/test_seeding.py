@@ -53,6 +53,8 @@ def test_trainer_seeds_before_nnunet_builds_the_network(monkeypatch):
     logged = []
     trainer = ScheduledTrainer.__new__(ScheduledTrainer)     # the hook alone; no plans needed
     trainer.local_rank = 0
+    trainer.device = torch.device("cpu")
+    monkeypatch.setenv("MALENIA_CPU_BF16", "0")                # no network here for the bf16 hook to wrap
     trainer.print_to_log_file = lambda *args, **kwargs: logged.append(" ".join(map(str, args)))
     for _ in range(2):
         torch.rand(5)                                         # whatever ran before does not matter
