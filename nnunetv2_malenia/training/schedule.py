@@ -19,7 +19,7 @@ from nnunetv2_malenia.training.seeding import SEED_VARIABLE, seed_from_environme
 SMOKE_2x2 = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
 TESTS_5x4 = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_per_epoch=2)
 # The CPU regime (README "CPU regime"): 2,000 iterations of batch 2 at the 3d_cpu plan, about 19 minutes for
-# Malenia on 2 cores with native bf16 (cpu_bf16.py; about twice that in fp32). Epochs of 25 iterations give the
+# Malenia on 2 cores with native bf16 (cpu_bf16.py; about 26 minutes in fp32). Epochs of 25 iterations give the
 # warm-up/cosine schedule (stepped per epoch, like nnU-Net's poly schedule) 80 steps, and nnU-Net's validation
 # pseudo-Dice a point every 25 iterations. 1,000 iterations (40 epochs) left every arm rising at the end (quick
 # benchmark curves); seeded, same data, bf16: fold-0 validation Dice of Malenia 0.15 at 1,000, 0.33 at 2,000.
@@ -68,8 +68,7 @@ class ScheduledTrainer(nnUNetTrainer):
         if cpu_bf16_wanted(self.device):
             # every arm alike (the baselines train through nnU-Net's own train_step); see cpu_bf16.py
             enable_cpu_bf16(self.network)
-            self.print_to_log_file(f"CPU bf16 autocast on (the CPU computes bf16 natively; {CPU_BF16_VARIABLE}=0 "
-                                   f"trains in fp32)")
+            self.print_to_log_file(f"CPU bf16 autocast on for training ({CPU_BF16_VARIABLE}=0 trains in fp32)")
 
     def configure_optimizers(self):
         if self.adamw is None:
