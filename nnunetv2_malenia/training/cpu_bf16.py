@@ -9,7 +9,8 @@ to fp32, so every loss (nnU-Net's and Malenia's) sees what it saw before.
 
 The environment variable ``MALENIA_CPU_BF16`` chooses: ``auto`` (default: on where the CPU has native bf16), ``1``
 (on, even where emulated: slow) or ``0`` (off: fp32, the numbers of a CPU without bf16). Only CPU training is
-affected; ``nnUNetv2_predict`` and ``nnUNetv2_malenia_predict`` build a fresh network and run it in fp32.
+affected, the trainer's own final validation included (it runs the training network); ``nnUNetv2_predict`` and
+``nnUNetv2_malenia_predict`` build a fresh network and run it in fp32.
 """
 from __future__ import annotations
 
