@@ -142,8 +142,11 @@ def build_anatomy(shape: Tuple[int, int, int], rng: np.random.Generator) -> Anat
     paint("pancreas_tail", panc & (t >= 2 / 3))
     paint("aorta", ((u - 0.08) / 0.065) ** 2 + ((v - 0.22) / 0.065) ** 2 < 1)
     paint("ivc", ((u + 0.14) / 0.07) ** 2 + ((v - 0.18) / 0.06) ** 2 < 1)
-    gb = j.ellipsoid(coords, (-0.32, -0.38, 0.45), (0.11, 0.13, 0.1), wobble=0.02) & cavity
-    gb_lumen = j.ellipsoid(coords, (-0.32, -0.38, 0.45), (0.075, 0.095, 0.07), wobble=0.0) & gb
+    # gallbladder under the liver, clear of the transverse colon: lumen about 3 x 4 x 7 cm (a normal adult
+    # gallbladder). Smaller and lower, the colon cut it down to 12-43 voxels at 48^3, too small for a stone.
+    gb_center = (-0.34, -0.28, 0.52)
+    gb = j.ellipsoid(coords, gb_center, (0.13, 0.15, 0.13), wobble=0.02) & cavity
+    gb_lumen = j.ellipsoid(coords, gb_center, (0.095, 0.115, 0.1), wobble=0.0) & gb
     paint("gallbladder_wall", gb)
     paint("gallbladder_lumen", gb_lumen)
     segments = {
