@@ -90,15 +90,20 @@ def mask_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor)
 
     Weights are sigmoid(mask) without gradient; the sum is floored at one voxel, so a token with an empty mask gets
     ~0 instead of a noisy average of a few faint voxels."""
-    return weighted_average(mask_logits.detach().float().sigmoid(), pixel_feature)
+    return weighted_average(mask_logits.detach().sigmoid(), pixel_feature)
 
 
 def weighted_average(weights: torch.Tensor, pixel_feature: torch.Tensor) -> torch.Tensor:
-    """Per token, the per-pixel feature averaged with its voxel weights: [B, Q, *S'], [B, Cm, *S'] -> [B, Q, Cm];
-    the weight sum is floored at one voxel."""
-    flat_weights = weights.flatten(2)                                          # [B, Q, N]
-    flat = pixel_feature.flatten(2).transpose(1, 2).float()                   # [B, N, Cm]
-    return torch.bmm(flat_weights, flat) / flat_weights.sum(-1, keepdim=True).clamp_min(1.0)   # [B, Q, Cm]
+    """Per token, the per-pixel feature averaged with its voxel weights: [B, Q, *S'], [B, Cm, *S'] -> [B, Q, Cm]
+    (fp32); the weight sum is floored at one voxel.
+
+    The weighted sum runs in the pixel feature's dtype: under CPU bf16 autocast, casting the full-resolution feature
+    and weights up to fp32 here only had autocast's bmm cast them back down (four full-resolution copies per block,
+    forward and backward). Only the [B, Q, Cm] result and the weight sums are fp32."""
+    flat_weights = weights.flatten(2).to(pixel_feature.dtype)                  # [B, Q, N]
+    flat = pixel_feature.flatten(2).transpose(1, 2)                            # [B, N, Cm] (a view)
+    total = flat_weights.sum(-1, keepdim=True, dtype=torch.float32)            # [B, Q, 1]
+    return torch.bmm(flat_weights, flat).float() / total.clamp_min(1.0)       # [B, Q, Cm]
 
 
 def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
@@ -231,11 +236,15 @@ class MaskTokenDecoder(nn.Module):
             # All blocks in one pass over the full-resolution feature (forward and backward).
             tokens_with_masks = out["tokens"] if masks == "all" else out["tokens"][-1:]
             embeds = self.mask_embed(torch.cat(tokens_with_masks, dim=1))   # [B, L*Q, Cm] (L = 1: last block)
-            block_masks = list(token_masks(embeds, pixel_feature).split(tokens.shape[1], dim=1))  # L x [B,Q,*S']
-            for i, m in zip(range(len(text) - len(block_masks), len(text)), block_masks):
-                if self.pool_proj is not None:
-                    pooled = mask_pooled_features(m, pixel_feature)                # [B, Q, Cm]
-                    text[i] = text[i] + self.pool_proj(pooled.to(text[i].dtype))  # [B, Q, C]
+            all_masks = token_masks(embeds, pixel_feature)                     # [B, L*Q, *S']
+            block_masks = list(all_masks.split(tokens.shape[1], dim=1))         # L x [B, Q, *S']
+            # one pass over the full-resolution feature for every block's pooling (forward and backward)
+            pooled = (mask_pooled_features(all_masks, pixel_feature).split(tokens.shape[1], dim=1)
+                      if self.pool_proj is not None else None)                  # L x [B, Q, Cm]
+            first = len(text) - len(block_masks)
+            for i, m in zip(range(first, len(text)), block_masks):
+                if pooled is not None:
+                    text[i] = text[i] + self.pool_proj(pooled[i - first].to(text[i].dtype))   # [B, Q, C]
                 if self.context_proj is not None:
                     ring = ring_pooled_features(m, pixel_feature, self.context_ring)   # [B, Q, Cm]
                     context[i] = self.context_proj(ring.to(text[i].dtype))             # [B, Q, C]
