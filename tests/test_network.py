@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
 from nnunetv2_malenia.network.malenia_net import CONTEXT_ASPECTS
-from nnunetv2_malenia.network.mask_decoder import mask_pooled_features, ring_pooled_features
+from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, attention_blocked, mask_pooled_features,
+                                                   ring_pooled_features)
 from nnunetv2_malenia.network.unet_features import select_attention_scales
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
 
@@ -124,7 +125,8 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
              "mask_pooling": {"mask_pooling": True}, "mask_residual": {"mask_residual": True},
              "pooling_and_residual": {"mask_pooling": True, "mask_residual": True},
              "context_ring": {"context_ring": 2},
-             "context_pooling_residual": {"context_ring": 1, "mask_pooling": True, "mask_residual": True}}
+             "context_pooling_residual": {"context_ring": 1, "mask_pooling": True, "mask_residual": True},
+             "masked_attention": {"masked_attention": True, "mask_pooling": True, "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -499,3 +501,42 @@ def test_context_block_compares_location_rows_with_the_surroundings_and_the_rest
     with pytest.raises(AssertionError, match="context_ring"):
         build(context_ring=-1)
 
+
+
+def test_attention_blocked_opens_every_coarse_cell_that_any_mask_voxel_touches():
+    logits = torch.full((1, 3, 8, 8, 8), -5.0)                               # [B, Q, *S]
+    logits[0, 0, 0, 0, 0] = 2.0                                              # token 0: one voxel, in cell (0, 0, 0)
+    logits[0, 1, 4:, 4:, 4:] = 2.0                                           # token 1: the last octant
+    blocked = attention_blocked(logits, (2, 2, 2), num_heads=4)              # [B * H, Q, 8]
+    assert blocked.shape == (4, 3, 8) and blocked.dtype == torch.bool
+    assert (~blocked[:, 0]).nonzero()[:, 1].unique().tolist() == [0]        # only the cell of its one voxel
+    assert (~blocked[:, 1]).nonzero()[:, 1].unique().tolist() == [7]
+    assert not blocked[:, 2].any()                                           # empty mask: attends everywhere
+
+
+def test_blocked_positions_do_not_reach_the_token():
+    torch.manual_seed(0)
+    layer = AttentionLayer(8, 2).eval()
+    tokens, memory = torch.randn(1, 2, 8), torch.randn(1, 6, 8)             # [B, Q, C], [B, N, C]
+    blocked = torch.zeros(2, 2, 6, dtype=torch.bool)                         # [B * H, Q, N]
+    blocked[:, 0, 3:] = True                                                 # token 0 sees positions 0..2 only
+    changed = memory.clone()
+    changed[:, 3:] += 10.0
+    with torch.no_grad():
+        a, b = layer(tokens, memory, blocked=blocked), layer(tokens, changed, blocked=blocked)
+    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-6)                       # what it may not see does not move it
+    assert not torch.allclose(a[:, 1], b[:, 1])
+
+
+def test_masked_attention_in_training_and_dense_eval_and_old_models_load_without_it():
+    net = build(masked_attention=True, mask_pooling=True, mask_residual=True).eval()
+    plain = build(mask_pooling=True, mask_residual=True).eval()
+    plain.load_state_dict(net.state_dict(), strict=True)                    # no parameters of its own
+    x = sample()
+    with torch.no_grad():
+        torch.nn.init.normal_(net.mask_decoder.pool_proj.weight)
+        plain.load_state_dict(net.state_dict(), strict=True)
+        out = net(x, return_dict=True)
+        # the dense eval path runs the same masked blocks as the dict path
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+        assert not torch.allclose(out["block_embeddings"][-1], plain(x, return_dict=True)["block_embeddings"][-1])

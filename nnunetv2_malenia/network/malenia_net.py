@@ -128,7 +128,7 @@ class MaleniaNet(nn.Module):
                  cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
-                 mask_residual: bool = False, context_ring: int = 0):
+                 mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -165,7 +165,8 @@ class MaleniaNet(nn.Module):
         self.mask_decoder = MaskTokenDecoder({i: channels[i] for i in set(self.scale_of_block)}, self.scale_of_block,
                                              self.conv_op, num_tokens=num_tokens, token_dim=token_dim,
                                              num_heads=num_heads, ffn_ratio=ffn_ratio, mask_dim=pixel_channels,
-                                             mask_pooling=mask_pooling, context_ring=context_ring)
+                                             mask_pooling=mask_pooling, context_ring=context_ring,
+                                             masked_attention=masked_attention)
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)

@@ -115,6 +115,12 @@ class nnUNetTrainerMalenia_ContextLocation(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2)
 
 
+class nnUNetTrainerMalenia_MaskedAttention(nnUNetTrainerMalenia):
+    """Mask2Former's masked attention in the token decoder: each block attends only where the previous block's mask
+    is on (network/mask_decoder.py, ``masked_attention``)."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, masked_attention=True)
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -161,6 +167,10 @@ class nnUNetTrainerMalenia_ContextLocation_CPUDemo(nnUNetTrainerMalenia_CPUDemo)
     malenia_network_settings = nnUNetTrainerMalenia_ContextLocation.malenia_network_settings
 
 
+class nnUNetTrainerMalenia_MaskedAttention_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_MaskedAttention.malenia_network_settings
+
+
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_250epochs(nnUNetTrainerMalenia_SingleScaleAlignment):
     schedule = GPU_250
@@ -203,6 +213,10 @@ class nnUNetTrainerMalenia_NoMaskResidual_250epochs(nnUNetTrainerMalenia_NoMaskR
 
 
 class nnUNetTrainerMalenia_ContextLocation_250epochs(nnUNetTrainerMalenia_ContextLocation):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_MaskedAttention_250epochs(nnUNetTrainerMalenia_MaskedAttention):
     schedule = GPU_250
 
 
