@@ -44,8 +44,8 @@ WHAT = {
     "NoLesionLoss": "without the decoder supervision loss_lesion",
     "NoMaskPooling": "token embeddings without mask pooling",
     "NoMaskResidual": "fused mask without the last block's mask added",
+    "NoMaskedAttention": "token decoder without masked attention (every block attends over the whole volume)",
     "ContextLocation": "location/organ rows matched against the 2-voxel shell around the mask (off by default)",
-    "MaskedAttention": "Mask2Former's masked attention in the token decoder (off by default)",
 }
 PAPER_VARIANTS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly")
 NAMED_ASPECTS = ("location", "density", "enhancement_status")

@@ -108,17 +108,17 @@ class nnUNetTrainerMalenia_NoMaskResidual(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, mask_residual=False)
 
 
+class nnUNetTrainerMalenia_NoMaskedAttention(nnUNetTrainerMalenia):
+    """Every decoder block attends over the whole volume, as the paper's Eq. 1 is written (the default before
+    masked attention, network/mask_decoder.py)."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, masked_attention=False)
+
+
 # --- settings that are off by default (measured in README, "CPU regime"; rows of bench_ablations.py) -----------------
 class nnUNetTrainerMalenia_ContextLocation(nnUNetTrainerMalenia):
     """Location and organ descriptions matched against a context embedding: the decoder feature pooled in a 2-voxel
     shell around the token's mask, not the token itself (network/mask_decoder.py, ``context_ring``)."""
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2)
-
-
-class nnUNetTrainerMalenia_MaskedAttention(nnUNetTrainerMalenia):
-    """Mask2Former's masked attention in the token decoder: each block attends only where the previous block's mask
-    is on (network/mask_decoder.py, ``masked_attention``)."""
-    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, masked_attention=True)
 
 
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
@@ -163,12 +163,12 @@ class nnUNetTrainerMalenia_NoMaskResidual_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_NoMaskResidual.malenia_network_settings
 
 
+class nnUNetTrainerMalenia_NoMaskedAttention_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_NoMaskedAttention.malenia_network_settings
+
+
 class nnUNetTrainerMalenia_ContextLocation_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_ContextLocation.malenia_network_settings
-
-
-class nnUNetTrainerMalenia_MaskedAttention_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
-    malenia_network_settings = nnUNetTrainerMalenia_MaskedAttention.malenia_network_settings
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
@@ -212,11 +212,11 @@ class nnUNetTrainerMalenia_NoMaskResidual_250epochs(nnUNetTrainerMalenia_NoMaskR
     schedule = GPU_250
 
 
-class nnUNetTrainerMalenia_ContextLocation_250epochs(nnUNetTrainerMalenia_ContextLocation):
+class nnUNetTrainerMalenia_NoMaskedAttention_250epochs(nnUNetTrainerMalenia_NoMaskedAttention):
     schedule = GPU_250
 
 
-class nnUNetTrainerMalenia_MaskedAttention_250epochs(nnUNetTrainerMalenia_MaskedAttention):
+class nnUNetTrainerMalenia_ContextLocation_250epochs(nnUNetTrainerMalenia_ContextLocation):
     schedule = GPU_250
 
 
