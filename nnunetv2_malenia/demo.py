@@ -12,9 +12,9 @@
     the same on the held-out seen test set              nnUNetv2_malenia_predict + nnUNetv2_malenia_evaluate
     naming the true unseen lesions (masks given)        nnUNetv2_malenia_predict --describe-masks + evaluate
 
-Profiles: ``cpu`` (default; the CPU regime of README: 2,000 iterations on 48^3 phantoms, 19 minutes on 2 cores with
-native bf16 as measured, longer in fp32; unseen lesions are found but mostly named after seen diseases) and ``gpu``
-(larger volumes, 250 epochs, one GPU).
+Profiles: ``cpu`` (default; the CPU regime of README: 2,000 iterations on 48^3 phantoms, 19-27 minutes on 2 cores
+with native bf16 as measured on two hosts, longer in fp32; unseen lesions are found but named after seen diseases) and
+``gpu`` (larger volumes, 250 epochs, one GPU).
 """
 from __future__ import annotations
 

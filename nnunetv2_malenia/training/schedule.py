@@ -18,11 +18,12 @@ from nnunetv2_malenia.training.seeding import SEED_VARIABLE, seed_from_environme
 
 SMOKE_2x2 = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
 TESTS_5x4 = dict(num_epochs=5, num_iterations_per_epoch=4, num_val_iterations_per_epoch=2)
-# The CPU regime (README "CPU regime"): 2,000 iterations of batch 2 at the 3d_cpu plan, about 19 minutes for
-# Malenia on 2 cores with native bf16 (cpu_bf16.py; about 26 minutes in fp32). Epochs of 25 iterations give the
-# warm-up/cosine schedule (stepped per epoch, like nnU-Net's poly schedule) 80 steps, and nnU-Net's validation
-# pseudo-Dice a point every 25 iterations. 1,000 iterations (40 epochs) left every arm rising at the end (quick
-# benchmark curves); seeded, same data, bf16: fold-0 validation Dice of Malenia 0.15 at 1,000, 0.33 at 2,000.
+# The CPU regime (README "CPU regime"): 2,000 iterations of batch 2 at the 3d_cpu plan, 17-25 minutes of Malenia
+# training on 2 cores with native bf16 as measured on two hosts (cpu_bf16.py; about 1.4x in fp32). Epochs of 25
+# iterations give the warm-up/cosine schedule (stepped per epoch, like nnU-Net's poly schedule) 80 steps, and
+# nnU-Net's validation pseudo-Dice a point every 25 iterations. 1,000 iterations (40 epochs) left every arm rising at
+# the end (quick benchmark curves); seeded, same data, bf16: fold-0 validation Dice of Malenia 0.15 at 1,000, 0.33
+# at 2,000 (before masked attention and the larger phantom gallbladder; 0.74 with them).
 CPU_DEMO = dict(num_epochs=80, num_iterations_per_epoch=25, num_val_iterations_per_epoch=3)
 # Twice the CPU regime's iterations, for users with the time (about 38 min of Malenia training on 2 cores in bf16).
 CPU_LONG = dict(CPU_DEMO, num_epochs=2 * CPU_DEMO["num_epochs"])
