@@ -530,12 +530,11 @@ def test_blocked_positions_do_not_reach_the_token():
 
 def test_masked_attention_in_training_and_dense_eval_and_old_models_load_without_it():
     net = build(masked_attention=True, mask_pooling=True, mask_residual=True).eval()
+    torch.nn.init.normal_(net.mask_decoder.pool_proj.weight)                 # zero at init; trained it is not
     plain = build(mask_pooling=True, mask_residual=True).eval()
     plain.load_state_dict(net.state_dict(), strict=True)                    # no parameters of its own
     x = sample()
     with torch.no_grad():
-        torch.nn.init.normal_(net.mask_decoder.pool_proj.weight)
-        plain.load_state_dict(net.state_dict(), strict=True)
         out = net(x, return_dict=True)
         # the dense eval path runs the same masked blocks as the dict path
         assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)

@@ -9,6 +9,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_malenia.errors import MaleniaInputError
+from nnunetv2_malenia.training.cpu_bf16 import CPU_BF16_VARIABLE
 from nnunetv2_malenia.training.schedule import ScheduledTrainer
 from nnunetv2_malenia.training.seeding import SEED_VARIABLE, seed_from_environment
 
@@ -54,7 +55,7 @@ def test_trainer_seeds_before_nnunet_builds_the_network(monkeypatch):
     trainer = ScheduledTrainer.__new__(ScheduledTrainer)     # the hook alone; no plans needed
     trainer.local_rank = 0
     trainer.device = torch.device("cpu")
-    monkeypatch.setenv("MALENIA_CPU_BF16", "0")                # no network here for the bf16 hook to wrap
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "0")                 # no network here for the bf16 hook to wrap
     trainer.print_to_log_file = lambda *args, **kwargs: logged.append(" ".join(map(str, args)))
     for _ in range(2):
         torch.rand(5)                                         # whatever ran before does not matter

@@ -146,7 +146,7 @@ def attention_blocked(mask_logits: torch.Tensor, size: Sequence[int], num_heads:
     interpolated as in Mask2Former, so a lesion of a few voxels still opens its cell at stride 8. A token whose mask
     is empty everywhere attends everywhere (as in Mask2Former)."""
     pool = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}[mask_logits.ndim - 2]
-    coarse = pool(mask_logits.detach().float(), tuple(int(v) for v in size))   # [B, Q, *size]
+    coarse = pool(mask_logits.detach(), tuple(int(v) for v in size))           # [B, Q, *size] (max: exact in bf16)
     blocked = coarse.flatten(2) <= 0                                           # [B, Q, N]
     blocked = blocked & ~blocked.all(-1, keepdim=True)                         # empty mask: attend everywhere
     return blocked.repeat_interleave(num_heads, dim=0)                         # [B * heads, Q, N]
