@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
 from nnunetv2_malenia.network.malenia_net import CONTEXT_ASPECTS
-from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, attention_blocked, mask_pooled_features,
-                                                   ring_pooled_features)
-from nnunetv2_malenia.network.unet_features import select_attention_scales
+from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, IntensityBins, attention_blocked, dilate,
+                                                   mask_pooled_features, ring_pooled_features)
+from nnunetv2_malenia.network.unet_features import decoder_features, select_attention_scales
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
 
 R, D, K, Q = 20, 16, 2, 16
@@ -126,6 +126,8 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
              "pooling_and_residual": {"mask_pooling": True, "mask_residual": True},
              "context_ring": {"context_ring": 2},
              "context_pooling_residual": {"context_ring": 1, "mask_pooling": True, "mask_residual": True},
+             "tissue_context": {"context_ring": 2, "context_source": "image", "masked_attention": True,
+                                "mask_pooling": True, "mask_residual": True},
              "masked_attention": {"masked_attention": True, "mask_pooling": True, "mask_residual": True}}
 
 
@@ -501,6 +503,39 @@ def test_context_block_compares_location_rows_with_the_surroundings_and_the_rest
     with pytest.raises(AssertionError, match="context_ring"):
         build(context_ring=-1)
 
+
+
+def test_intensity_bins_are_a_soft_histogram_of_each_voxel():
+    bins = IntensityBins(num_bins=5, low=-2.0, high=2.0)
+    x = torch.tensor([-2.0, 0.0, 2.0]).view(1, 1, 3)                         # [B, Cin, S]
+    h = bins(x)                                                              # [B, H, S]
+    assert h.shape == (1, 5, 3) and torch.allclose(h.sum(1), torch.ones(1, 3))
+    assert h.argmax(1).tolist() == [[0, 2, 4]]                               # each intensity in its own bin
+    y = x.clone()
+    y[..., 1] = 1.0
+    changed = (bins(y) - h).abs().amax(1)                                    # [B, S]
+    assert changed[0, 1] > 0 and changed[0, 0] == 0 and changed[0, 2] == 0  # per voxel: no neighbourhood
+
+
+def test_tissue_context_reads_the_image_and_leaves_the_appearance_alone():
+    # context_source="image": with the decoder features fixed (so the same masks and shells), the image alone moves
+    # the context half of every block's embedding and never the appearance half. What the shell averages is per
+    # voxel (IntensityBins' test), so the shell sees its own tissue and not the lesion through a receptive field.
+    torch.manual_seed(0)
+    net = build(context_ring=1, context_source="image", masked_attention=True, mask_pooling=True).eval()
+    c = net.token_dim
+    x = sample()[:1]                                                         # [1, 1, *S]
+    with torch.no_grad():
+        features = decoder_features(net.unet, x)
+        a = net.mask_decoder(features, features[-1], masks="all", image=x)
+        b = net.mask_decoder(features, features[-1], masks="all", image=x + 1.0)
+    for ea, eb in zip(a["embeddings"], b["embeddings"]):                     # L x [1, Q, 2C]
+        assert torch.equal(ea[..., :c], eb[..., :c])
+        assert not torch.allclose(ea[..., c:], eb[..., c:], atol=1e-4)
+    with pytest.raises(AssertionError, match="image"):
+        net.mask_decoder(features, features[-1], masks="all")
+    with pytest.raises(AssertionError, match="context_source"):
+        build(context_ring=1, context_source="pixels")
 
 
 def test_attention_blocked_opens_every_coarse_cell_that_any_mask_voxel_touches():

@@ -128,7 +128,8 @@ class MaleniaNet(nn.Module):
                  cmki_layers: int = 1, temperature: float = 0.07, fusion: bool = True, branches: str = "both",
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
-                 mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False):
+                 mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False,
+                 context_source: str = "feature"):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -166,7 +167,7 @@ class MaleniaNet(nn.Module):
                                              self.conv_op, num_tokens=num_tokens, token_dim=token_dim,
                                              num_heads=num_heads, ffn_ratio=ffn_ratio, mask_dim=pixel_channels,
                                              mask_pooling=mask_pooling, context_ring=context_ring,
-                                             masked_attention=masked_attention)
+                                             masked_attention=masked_attention, context_source=context_source)
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -375,7 +376,8 @@ class MaleniaNet(nn.Module):
         features = decoder_features(self.unet, x)                    # coarsest first; [-1] = [B, Ck, *S]
         pixel = features[-1]
         # Dense eval only needs the last block's embedding: no per-block masks (the last one with pooling or residual).
-        dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if self.mask_residual else "none")
+        dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if self.mask_residual else "none",
+                                image=x)
         text = self.text_embeddings()                                 # [R+1, E]
         last_embeddings = dec["embeddings"][-1]                       # [B, Q, E]
         decoder_out = {"block_masks": [self._full_size(m, x) for m in dec["masks"]],

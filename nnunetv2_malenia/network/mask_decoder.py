@@ -28,6 +28,10 @@ surrounds the lesion), never from the token itself. MaleniaNet matches location 
 embedding that sees the lesion learns location from the lesion's appearance; a liver cyst, which looks like the
 seen kidney cysts, was then placed in the kidney and named kidney cyst. The shell sees the liver around it. Off by
 default: on the CPU regime it changed neither location precision nor disease identification (README, "CPU regime").
+With ``context_source="feature"`` the shell reads the finest decoder feature, whose receptive field covers the lesion
+itself, so the shell can still encode the lesion's look (the diagnosis of that A/B). ``context_source="image"``
+reads the input intensities instead, as a learnable soft histogram per voxel (``IntensityBins``): a shell voxel then
+sees only its own tissue, and the context embedding can only learn location from the tissue around the lesion.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunetv2_malenia.network.positional_encoding import sine_positional_encoding
+
+CONTEXT_SOURCES = ("feature", "image")    # what the context shell reads (module docstring)
 
 
 class AttentionLayer(nn.Module):
@@ -138,6 +144,32 @@ def ring_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor,
     return weighted_average((dilate(m, radius) - m).clamp_min(0.0), pixel_feature)   # shell weights [B, Q, *S']
 
 
+class IntensityBins(nn.Module):
+    """Per voxel, a soft histogram of the input intensity: [B, Cin, *S] -> [B, H, *S] (fp32), each voxel's H
+    values summing to 1 (softmax over bins of -((x - c_h) / w)^2 / 2, x the channel mean).
+
+    The centres c_h and the width w are learned; they start evenly over [-2.5, 2.5] normalised units (the CPU
+    regime's soft-tissue window maps -160..240 HU to -2..2), so lung, fat, fluid, parenchyma, enhancing tissue and
+    calcium start in different bins whatever the plan's normalisation. A voxel's bins say which tissue it is and
+    nothing about its neighbours, which is the point (module docstring, context embedding)."""
+
+    def __init__(self, num_bins: int = 11, low: float = -2.5, high: float = 2.5):
+        super().__init__()
+        assert num_bins >= 2 and high > low, f"bad bins: num_bins={num_bins}, range [{low}, {high}]"
+        self.centres = nn.Parameter(torch.linspace(low, high, num_bins))
+        self.log_width = nn.Parameter(torch.tensor(float(high - low) / (num_bins - 1)).log())
+
+    @property
+    def num_bins(self) -> int:
+        return int(self.centres.numel())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.float().mean(1, keepdim=True)                                   # [B, 1, *S]
+        shape = (1, -1) + (1,) * (image.ndim - 2)
+        z = (x - self.centres.view(shape)) / self.log_width.exp()                  # [B, H, *S]
+        return torch.softmax(-0.5 * z * z, dim=1)                                  # [B, H, *S]
+
+
 def attention_blocked(mask_logits: torch.Tensor, size: Sequence[int], num_heads: int) -> torch.Tensor:
     """Mask2Former's masked attention at a coarser scale: [B, Q, *S'] mask logits -> [B * heads, Q, N] bool (N =
     prod(size)), True where the token may not attend.
@@ -177,11 +209,13 @@ class MaskTokenDecoder(nn.Module):
     embedding (0 = none; module docstring). With it, every embedding is [appearance C | context C], 2C wide.
     masked_attention: block i cross-attends only where the mask of block i-1 (block 0: of the learnable queries) is
     on (module docstring).
+    context_source: what the context shell reads: "feature" (the per-pixel feature) or "image" (the input
+    intensities through ``IntensityBins``; ``forward`` then needs ``image``).
     """
 
     def __init__(self, in_channels: Dict[int, int], scale_of_block: Sequence[int], conv_op, *, num_tokens: int,
                  token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int, mask_pooling: bool = False,
-                 context_ring: int = 0, masked_attention: bool = False):
+                 context_ring: int = 0, masked_attention: bool = False, context_source: str = "feature"):
         super().__init__()
         self.masked_attention = bool(masked_attention)
         self.num_heads = num_heads
@@ -209,7 +243,12 @@ class MaskTokenDecoder(nn.Module):
             nn.init.zeros_(self.pool_proj.bias)
         assert context_ring >= 0, f"context_ring must be >= 0 voxels; got {context_ring}"
         self.context_ring = int(context_ring)
-        self.context_proj = mlp((mask_dim, token_dim, token_dim)) if self.context_ring else None
+        assert context_source in CONTEXT_SOURCES, f"context_source {context_source!r} not in {CONTEXT_SOURCES}"
+        self.context_source = context_source
+        # read by the shell: the per-pixel feature (mask_dim channels) or the image's intensity bins
+        self.context_bins = IntensityBins() if self.context_ring and context_source == "image" else None
+        context_dim = mask_dim if self.context_bins is None else self.context_bins.num_bins
+        self.context_proj = mlp((context_dim, token_dim, token_dim)) if self.context_ring else None
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
 
     @property
@@ -231,9 +270,21 @@ class MaskTokenDecoder(nn.Module):
             self._pos_cache[key] = pos
         return memory, pos                                              # [B, N, C], [1, N, C]
 
+    def _context_feature(self, pixel_feature: torch.Tensor, image: Optional[torch.Tensor]) -> torch.Tensor:
+        """What the context shell averages: the pixel feature [B, Cm, *S'], or the image's intensity bins
+        [B, H, *S'] (the image resampled to the mask size by area averaging when the finest feature is strided)."""
+        if self.context_bins is None:
+            return pixel_feature
+        assert image is not None, "context_source='image' needs the input image (forward(..., image=x))"
+        if tuple(image.shape[2:]) != tuple(pixel_feature.shape[2:]):
+            pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[image.ndim - 2]
+            image = pool(image.float(), tuple(pixel_feature.shape[2:]))            # [B, Cin, *S']
+        return self.context_bins(image)                                            # [B, H, *S']
+
     def forward(self, features: List[torch.Tensor], pixel_feature: Optional[torch.Tensor] = None,
-                masks: str = "all") -> Dict[str, List[torch.Tensor]]:
-        """features: coarsest-first decoder features; pixel_feature [B, Cm, *S'] (None: no masks, no pooling).
+                masks: str = "all", image: Optional[torch.Tensor] = None) -> Dict[str, List[torch.Tensor]]:
+        """features: coarsest-first decoder features; pixel_feature [B, Cm, *S'] (None: no masks, no pooling);
+        image [B, Cin, *S] the network input (read only with context_source="image").
         masks: "all" (training: every block's), "last" (dense eval with mask pooling or the mask residual: only the
         last block's is computed, and earlier blocks' embeddings lack the pooling; eval reads only the last) or
         "none" (dense eval of the paper's network; with mask pooling or a context embedding the last mask is still
@@ -275,11 +326,13 @@ class MaskTokenDecoder(nn.Module):
             pooled = (mask_pooled_features(all_masks, pixel_feature).split(tokens.shape[1], dim=1)
                       if self.pool_proj is not None else None)                  # L x [B, Q, Cm]
             first = len(text) - len(block_masks)
+            shell_source = (self._context_feature(pixel_feature, image) if self.context_proj is not None
+                            else None)                                          # [B, Cm or H, *S']
             for i, m in zip(range(first, len(text)), block_masks):
                 if pooled is not None:
                     text[i] = text[i] + self.pool_proj(pooled[i - first].to(text[i].dtype))   # [B, Q, C]
                 if self.context_proj is not None:
-                    ring = ring_pooled_features(m, pixel_feature, self.context_ring)   # [B, Q, Cm]
+                    ring = ring_pooled_features(m, shell_source, self.context_ring)    # [B, Q, Cm or H]
                     context[i] = self.context_proj(ring.to(text[i].dtype))             # [B, Q, C]
             if masks != "none":
                 out["masks"] = block_masks

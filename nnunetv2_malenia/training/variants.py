@@ -121,6 +121,14 @@ class nnUNetTrainerMalenia_ContextLocation(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2)
 
 
+class nnUNetTrainerMalenia_TissueContext(nnUNetTrainerMalenia):
+    """As ``_ContextLocation``, but the shell reads the input intensities (a soft histogram per voxel) instead of
+    the decoder feature, which also sees the lesion: location can only come from the tissue around it
+    (network/mask_decoder.py, ``context_source``)."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2,
+                                    context_source="image")
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -171,6 +179,10 @@ class nnUNetTrainerMalenia_ContextLocation_CPUDemo(nnUNetTrainerMalenia_CPUDemo)
     malenia_network_settings = nnUNetTrainerMalenia_ContextLocation.malenia_network_settings
 
 
+class nnUNetTrainerMalenia_TissueContext_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_TissueContext.malenia_network_settings
+
+
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_250epochs(nnUNetTrainerMalenia_SingleScaleAlignment):
     schedule = GPU_250
@@ -217,6 +229,10 @@ class nnUNetTrainerMalenia_NoMaskedAttention_250epochs(nnUNetTrainerMalenia_NoMa
 
 
 class nnUNetTrainerMalenia_ContextLocation_250epochs(nnUNetTrainerMalenia_ContextLocation):
+    schedule = GPU_250
+
+
+class nnUNetTrainerMalenia_TissueContext_250epochs(nnUNetTrainerMalenia_TissueContext):
     schedule = GPU_250
 
 
