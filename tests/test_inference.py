@@ -222,6 +222,9 @@ def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypat
         def prepare_zero_shot(self, tables, diseases, device):
             return SimpleNamespace(diseases=("kidney cyst", "liver tumor"))
 
+        def use_seen_penalty(self, penalty):
+            self.penalty = penalty
+
         def predict_from_files(self, images, out, **kwargs):
             records_seen_by_export.append(json.loads((tmp_path / "out" / predict_module.PREDICTION_RECORD).read_text()))
 
@@ -230,11 +233,12 @@ def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypat
     monkeypatch.setenv("nnUNet_extTrainer", "unused")
     folder, images = _model_folder(tmp_path)
     (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
-    flag = ["--naming-rule", naming_rule] if naming_rule else []
+    flag = ["--naming-rule", naming_rule, "--seen-penalty", "1.25"] if naming_rule else []
     predict_module.main(["-i", str(images), "-o", str(tmp_path / "out"), "-m", str(folder), "-f", "0",
                          "-device", "cpu", "--no-reports", *flag])
     (record,) = records_seen_by_export
     assert record["naming_rule"] == (naming_rule or "best_match")
+    assert record["seen_penalty"] == (1.25 if naming_rule else 0.0)
     assert record["trained_classes"] == {"1": "kidney cyst"}
     assert record["predicted_diseases"] == ["kidney cyst", "liver tumor"]
     assert (record["model_folder"], record["folds"]) == (str(folder.resolve()), [0])
@@ -275,3 +279,25 @@ def test_predictor_naming_rule_override_keeps_the_trained_rule_by_default():
         predictor.use_naming_rule("vote")
     with pytest.raises(SystemExit):                           # argparse refuses it before anything loads
         _parser().parse_args(["-i", "x", "-o", "y", "--naming-rule", "vote"])
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["-i", "x", "-o", "y", "--seen-penalty", "-1"])
+
+
+def test_predictor_seen_penalty_marks_the_classes_the_model_was_trained_on():
+    """--seen-penalty's effect: after the zero-shot classes are set, the trained ones (the plans' classes) are the
+    seen ones, whatever their position among the predicted diseases."""
+    from types import SimpleNamespace
+
+    from nnunetv2_malenia.inference.predictor import MaleniaPredictor
+    from nnunetv2_malenia.network import build_malenia_network
+    from nnunetv2_malenia.network.example_plans import unet_plans
+
+    pm, cm = unet_plans([16, 16, 16], [[1, 1, 1], [2, 2, 2], [2, 2, 2]], [4, 8, 16])
+    settings = {"num_bank_rows": 4, "text_dim": D, "num_classes": 3, "token_dim": 32, "num_heads": 4}
+    predictor = MaleniaPredictor(device=torch.device("cpu"))
+    predictor.network = build_malenia_network(pm, cm, 1, 4, settings)
+    predictor.block = SimpleNamespace(classes={1: "kidney cyst", 2: "liver tumor"})
+    predictor.classes = SimpleNamespace(diseases=("liver cyst", "liver tumor", "kidney cyst"))
+    predictor.use_seen_penalty(2.0)
+    assert predictor.network.seen_penalty == 2.0
+    assert predictor.network.seen_classes.tolist() == [False, True, True]

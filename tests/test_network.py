@@ -374,6 +374,32 @@ def test_naming_rules_share_the_lesion_probability_and_differ_only_in_naming():
     assert torch.allclose(*background, atol=1e-6)
 
 
+def test_seen_penalty_moves_only_the_naming_and_only_away_from_seen_classes():
+    # calibrated stacking: lesion probability (so the segmentation) unchanged; the seen/unseen odds of every token
+    # fall by exp(penalty); within the seen (and within the unseen) classes the odds stay; 0 is the identity
+    net = build(num_bank_rows=40, num_classes=6)
+    emb = F.normalize(torch.randn(2, 5, 32), dim=-1)                          # [B, Q, C]
+    text = net.text_embeddings().detach()
+    plain = net.class_logits(emb, text)                                       # [B, Q, K+1]
+    seen = torch.tensor([True, True, False, False, True, False])              # [K]
+    net.set_seen_penalty(1.5, seen)
+    calibrated = net.class_logits(emb, text)
+    p, c = plain.softmax(-1), calibrated.softmax(-1)
+    assert torch.allclose(p[..., 0], c[..., 0], atol=1e-6)
+    odds = lambda probs: (probs[..., 1:][..., seen].sum(-1) / probs[..., 1:][..., ~seen].sum(-1))   # [B, Q]
+    assert torch.allclose(odds(c), odds(p) * torch.exp(torch.tensor(-1.5)), rtol=1e-4)
+    assert torch.allclose(c[..., 1], c[..., 2] * p[..., 1] / p[..., 2], rtol=1e-4)   # within seen: unchanged
+    masks = torch.randn(2, 5, 4, 4, 4)
+    background = [dense_logits(logits, masks)[:, 0].exp() for logits in (plain, calibrated)]   # 1 - L + eps
+    assert torch.allclose(*background, atol=1e-6)
+    net.set_seen_penalty(0.0)
+    assert torch.equal(net.class_logits(emb, text), plain)
+    with pytest.raises(AssertionError, match="seen_classes must be"):
+        net.set_seen_penalty(1.0, seen[:3])
+    with pytest.raises(AssertionError, match=">= 0"):
+        net.set_seen_penalty(-1.0, seen)
+
+
 def test_aspect_vote_ranks_by_vote_fraction_and_breaks_ties_by_best_match():
     net = build(num_bank_rows=40, num_classes=6)
     emb = F.normalize(torch.randn(3, 8, 32), dim=-1)

@@ -2,7 +2,7 @@
 
     nnUNetv2_malenia_predict -i IMAGES -o OUT -m MODEL_FOLDER [-f 0 1 2 3 4] [--knowledge-table MY_TABLE.json]
     nnUNetv2_malenia_predict -i IMAGES -o OUT -d 901 -c 3d_fullres [-tr nnUNetTrainerMalenia] [--overlay]
-                             [--naming-rule {best_match,aspect_vote}]
+                             [--naming-rule {best_match,aspect_vote}] [--seen-penalty G]
 
 Writes OUT/CASE.nii.gz label maps whose labels are the knowledge table's diseases (OUT/dataset.json names them),
 OUT/reports/CASE.json per case, with --overlay OUT/overlays/CASE_lesionN.png, and OUT/malenia_prediction.json: the
@@ -39,6 +39,14 @@ PREDICTION_RECORD = "malenia_prediction.json"
 RECORD_FORMAT = 1
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type of --seen-penalty: a number >= 0 (argparse turns the ValueError into a usage error)."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = make_parser("nnUNetv2_malenia_predict", __doc__)
     p.add_argument("-i", required=True, help="input folder of images named like nnU-Net's imagesTs (CASE_0000.nii.gz)")
@@ -61,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
                         "over aspects of the best similarity among the disease's accepted rows) or aspect_vote (the "
                         "paper: per aspect the best row, then the share of aspects whose row the disease accepts); "
                         "lesion vs background is the same under both. Default: the rule the model was trained with")
+    p.add_argument("--seen-penalty", type=non_negative_float, default=0.0, metavar="G",
+                   help="lower the logits of the diseases the model was trained on by G when naming a lesion "
+                        "(calibrated stacking for generalised zero-shot prediction; lesion vs background is "
+                        "unchanged). Choose G on held-out cases of seen and unseen diseases, never on the test set. "
+                        "Default 0")
     p.add_argument("--describe-masks", metavar="MASKS_DIR",
                    help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
     p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
@@ -211,7 +224,8 @@ def given_masks(cases: dict, folder: str, file_ending: str) -> Dict[str, Path]:
 
 def prediction_record(model_folder: str, trained_classes: Mapping[int, str], diseases: Sequence[str],
                       folds: Optional[Sequence], checkpoint: str, knowledge_tables: Sequence[str],
-                      described_masks: Optional[str], naming_rule: Optional[str] = None) -> dict:
+                      described_masks: Optional[str], naming_rule: Optional[str] = None,
+                      seen_penalty: float = 0.0) -> dict:
     """The content of OUT/malenia_prediction.json (read back by :func:`read_trained_classes`)."""
     from nnunetv2_malenia import __version__
 
@@ -223,7 +237,9 @@ def prediction_record(model_folder: str, trained_classes: Mapping[int, str], dis
             "predicted_diseases": list(diseases), "knowledge_tables": [str(t) for t in knowledge_tables],
             "described_masks": str(described_masks) if described_masks else None,
             # which rule named the lesions (--naming-rule, else the model's): evaluations of two rules stay apart
-            "naming_rule": naming_rule}
+            "naming_rule": naming_rule,
+            # --seen-penalty: how much the trained diseases' logits were lowered when naming (0 = not at all)
+            "seen_penalty": float(seen_penalty)}
 
 
 def read_trained_classes(record_file: Path | str) -> Dict[int, str]:
@@ -266,12 +282,15 @@ def predict(args) -> List[dict]:
     predictor.initialize_from_trained_model_folder(model_folder, folds, args.chk)
     naming_rule = predictor.use_naming_rule(args.naming_rule)
     classes = predictor.prepare_zero_shot(args.knowledge_table, args.diseases, device="cpu")
-    print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}; naming rule {naming_rule}")
+    predictor.use_seen_penalty(args.seen_penalty)
+    print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}; naming rule {naming_rule}"
+          + (f"; seen penalty {args.seen_penalty:g}" if args.seen_penalty else ""))
 
     out = Path(args.o)
     # before any label map: the record names the model that writes them
     write_json_atomic(prediction_record(model_folder, predictor.block.classes, classes.diseases, folds, args.chk,
-                                        args.knowledge_table, args.describe_masks, naming_rule),
+                                        args.knowledge_table, args.describe_masks, naming_rule,
+                                        args.seen_penalty),
                       out / PREDICTION_RECORD)
     if masks is not None:
         lesion_maps, naming = masks, "model"

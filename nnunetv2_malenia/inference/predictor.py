@@ -9,6 +9,7 @@ from __future__ import annotations
 from os.path import join
 from typing import Optional, Sequence
 
+import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from torch._dynamo import OptimizedModule
 
@@ -78,6 +79,15 @@ class MaleniaPredictor(nnUNetPredictor):
         if rule is not None:
             network.naming_rule = check_naming_rule(rule)
         return network.naming_rule
+
+    def use_seen_penalty(self, penalty: float) -> None:
+        """Lower the trained (seen) diseases' logits by ``penalty`` when naming (calibrated stacking, see
+        ``seen_penalty_logits``); call after ``prepare_zero_shot``: the seen ones are the current classes that the
+        model's plans list as its training classes."""
+        network = self._bare_network()
+        trained = set(self.block.classes.values())
+        seen = torch.tensor([d in trained for d in self.classes.diseases], dtype=torch.bool)   # [K]
+        network.set_seen_penalty(penalty, seen)
 
     def load_fold(self, params: dict) -> None:
         self._bare_network().load_state_dict(params)

@@ -122,6 +122,21 @@ def vote_logits(best_match: torch.Tensor, fraction: torch.Tensor, has_rows: torc
     return torch.cat((logits[..., :1], out), dim=-1)                             # [B, Q, K+1]
 
 
+def seen_penalty_logits(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Calibrated stacking (Chao et al., ECCV 2016) on the disease split: [B,Q,K+1], [K] bool -> [B,Q,K+1] fp32.
+
+    With l = logits, fg = l[..., 1:]: out_0 = l_0 and out_k = logsumexp(fg) + log_softmax(fg - penalty * seen)_k, so
+    softmax(out) = (p0, (1 - p0) q) with q the diseases' split after every seen disease's logit is lowered by
+    ``penalty``. The lesion probability (and with it dense_logits' lesion channel, i.e. the segmentation) is
+    unchanged; only which disease a lesion is named moves. Why: tokens trained on seen lesions score the seen
+    diseases higher than any unseen one, whatever they look at (generalised zero-shot learning's seen bias); a
+    constant chosen on held-out data trades seen naming accuracy for unseen."""
+    fg = logits[..., 1:].float()                                                     # [B, Q, K]
+    shifted = fg - float(penalty) * seen.to(device=fg.device, dtype=fg.dtype)        # [B, Q, K]
+    out = torch.logsumexp(fg, dim=-1, keepdim=True) + torch.log_softmax(shifted, dim=-1)   # [B, Q, K]
+    return torch.cat((logits[..., :1].float(), out), dim=-1)                         # [B, Q, K+1]
+
+
 class MaleniaNet(nn.Module):
     def __init__(self, unet: nn.Module, num_bank_rows: int, text_dim: int, num_classes: int, *, num_tokens: int = 16,
                  token_dim: Optional[int] = None, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
@@ -149,6 +164,9 @@ class MaleniaNet(nn.Module):
         self.mask_residual = bool(mask_residual)
         # A plain attribute, not a buffer: the predictor may switch it (--naming-rule) without touching weights.
         self.naming_rule = check_naming_rule(naming_rule)
+        # Prediction-time calibration (``set_seen_penalty``; 0 = none): plain attributes, never in a checkpoint.
+        self.seen_penalty = 0.0
+        self.seen_classes: Optional[torch.Tensor] = None     # [K] bool: class k is one the model was trained on
         self.unet = unet
         self.conv_op = unet.encoder.conv_op
         self.num_tokens = num_tokens
@@ -293,14 +311,31 @@ class MaleniaNet(nn.Module):
         best = self._aspect_choice(sim, range(NUM_ASPECTS))                              # [B, Q, A]
         return F.one_hot(best, num_classes=sim.shape[-1]).to(embeddings.dtype)          # [B, Q, A, R+1]
 
+    def set_seen_penalty(self, penalty: float, seen_classes: Optional[torch.Tensor] = None) -> None:
+        """Lower the seen classes' logits by ``penalty`` in the disease split (``seen_penalty_logits``).
+        seen_classes [K] bool over the current classes (K = ``num_classes``; call after ``set_class_row_mask``)."""
+        assert penalty >= 0, f"seen penalty must be >= 0; got {penalty}"
+        if penalty > 0:
+            assert seen_classes is not None and tuple(seen_classes.shape) == (self.num_classes,), (
+                f"seen_classes must be [{self.num_classes}] bool for a penalty; got "
+                f"{None if seen_classes is None else tuple(seen_classes.shape)}")
+        self.seen_penalty = float(penalty)
+        self.seen_classes = None if seen_classes is None else seen_classes.detach().to(torch.bool).cpu().clone()
+
     def class_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None,
                      rule: Optional[str] = None) -> torch.Tensor:
         """[B, Q, E] -> [B, Q, K+1] under ``rule`` (default: the network's ``naming_rule``); see
-        ``best_match_logits`` and ``aspect_vote_logits``."""
+        ``best_match_logits`` and ``aspect_vote_logits``; then the seen penalty, when one is set."""
         rule = check_naming_rule(self.naming_rule if rule is None else rule)
         if rule == "aspect_vote":
-            return self.aspect_vote_logits(embeddings, text_embeddings)
-        return self.best_match_logits(embeddings, text_embeddings)
+            logits = self.aspect_vote_logits(embeddings, text_embeddings)
+        else:
+            logits = self.best_match_logits(embeddings, text_embeddings)
+        if self.seen_penalty > 0:
+            assert self.seen_classes is not None and self.seen_classes.numel() == logits.shape[-1] - 1, (
+                "the seen penalty's class mask does not match the classes: set_seen_penalty after the classes")
+            logits = seen_penalty_logits(logits, self.seen_classes, self.seen_penalty)
+        return logits
 
     def best_match_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
                           ) -> torch.Tensor:
