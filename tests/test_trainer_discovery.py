@@ -39,13 +39,22 @@ def test_trainer_path_command_prints_the_shim_folder():
     assert out == str(SHIM_FOLDER) and (SHIM_FOLDER / "malenia_trainers.py").is_file()
 
 
+def _extended_ablation(name: str) -> type:
+    """The trainer an ablation changes one setting of: the class its schedule-free form (``_X`` for ``_X_CPUDemo``
+    and ``_X_250epochs``) extends, so ``_TissueContext`` is measured against ``_ContextLocation``."""
+    stem = name.removesuffix("_CPUDemo").removesuffix("_250epochs")
+    ablation = getattr(variants, stem, nnUNetTrainerMalenia)
+    return ablation.__bases__[-1] if ablation is not nnUNetTrainerMalenia else nnUNetTrainerMalenia
+
+
 def test_ablation_variants_change_exactly_one_setting():
-    base_net, base_loss = nnUNetTrainerMalenia.malenia_network_settings, nnUNetTrainerMalenia.malenia_loss_settings
     for name in NAMES[1:]:
-        cls = getattr(variants, name)
+        cls, reference = getattr(variants, name), _extended_ablation(name)
+        base_net, base_loss = reference.malenia_network_settings, reference.malenia_loss_settings
+        assert set(cls.malenia_network_settings) == set(base_net), name    # a new key belongs in the default too
         changed = {k for k, v in cls.malenia_network_settings.items() if base_net[k] != v}
         changed |= {k for k, v in cls.malenia_loss_settings.items() if base_loss[k] != v}
-        assert len(changed) <= 1, (name, changed)
+        assert len(changed) <= 1, (name, reference.__name__, changed)
 
 
 def test_no_lesion_heads_means_no_lesion_loss():

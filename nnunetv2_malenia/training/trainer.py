@@ -50,7 +50,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     malenia_network_settings: Dict = dict(num_tokens=16, num_blocks=3, num_heads=8, cmki_layers=1,
                                           temperature=0.07, fusion=True, branches="both", naming_rule="best_match",
                                           lesion_heads="classes", mask_pooling=True,
-                                          mask_residual=True, context_ring=0, masked_attention=True)
+                                          mask_residual=True, context_ring=0, context_source="feature",
+                                          masked_attention=True)
     # masked_attention (Mask2Former's, which the paper builds on; network/mask_decoder.py): each decoder block attends
     # only where the previous block's mask is on. Seeded A/B on the demo's seen phantoms (fold 0, same data and seed):
     # validation Dice 0.521 without, 0.744 with (README "CPU regime"); models trained before it load without it.

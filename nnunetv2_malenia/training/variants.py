@@ -121,11 +121,11 @@ class nnUNetTrainerMalenia_ContextLocation(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2)
 
 
-class nnUNetTrainerMalenia_TissueContext(nnUNetTrainerMalenia):
+class nnUNetTrainerMalenia_TissueContext(nnUNetTrainerMalenia_ContextLocation):
     """As ``_ContextLocation``, but the shell reads the input intensities (a soft histogram per voxel) instead of
     the decoder feature, which also sees the lesion: location can only come from the tissue around it
     (network/mask_decoder.py, ``context_source``)."""
-    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, context_ring=2,
+    malenia_network_settings = dict(nnUNetTrainerMalenia_ContextLocation.malenia_network_settings,
                                     context_source="image")
 
 
