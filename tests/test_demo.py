@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from nnunetv2_malenia import demo
 from nnunetv2_malenia.demo import PROFILES, Step, demo_env
 
 
@@ -29,3 +30,42 @@ def test_demo_environment_and_profiles(tmp_path):
     env = demo_env(tmp_path)
     assert env["nnUNet_raw"] == str(tmp_path / "nnUNet_raw") and env["nnUNet_extTrainer"].endswith("nnunet_shims")
     assert PROFILES["cpu"].device == "cpu" and PROFILES["cpu"].trainer == "nnUNetTrainerMalenia_CPUDemo"
+
+
+def _recorded_commands(monkeypatch, tmp_path, profile):
+    """run_demo's command lines, with every step recorded instead of run."""
+    commands = []
+    monkeypatch.setattr(demo.Step, "__call__", lambda self, title, *cmd: commands.append((title, cmd)))
+    monkeypatch.setattr(demo, "print_summary", lambda *args: None)
+    monkeypatch.setattr(demo.json, "loads", lambda text: {"labels": {"background": 0, "liver cyst": 1}})
+    monkeypatch.setattr(demo.Path, "read_text", lambda self: "{}")
+    demo.run_demo(tmp_path, profile, fresh=False)
+    return commands
+
+
+def test_cpu_demo_scores_both_test_sets_at_the_same_seen_penalty(monkeypatch, tmp_path):
+    commands = _recorded_commands(monkeypatch, tmp_path, PROFILES["cpu"])
+    penalised = [cmd for _, cmd in commands if "--seen-penalty" in cmd]
+    assert len(penalised) == 3 and all(cmd[cmd.index("--seen-penalty") + 1] == "1.25" for cmd in penalised)
+    images = {cmd[cmd.index("-i") + 1].split("/")[-2] for cmd in penalised}
+    assert images == {"Dataset901_MaleniaSeen", "Dataset902_MaleniaUnseen"}
+    outputs = {cmd[cmd.index("-o") + 1].split("/")[-1] for _, cmd in commands if "nnUNetv2_malenia_evaluate" in cmd}
+    assert {"evaluation_calibrated.json", "evaluation_seen_calibrated.json",
+            "evaluation_naming_calibrated.json"} <= outputs
+    # every evaluation the summary reads is written by a step
+    assert {name for name, _, _ in demo.summary_sections(1.25)} <= outputs
+
+
+def test_gpu_demo_has_no_calibrated_rows(monkeypatch, tmp_path):
+    commands = _recorded_commands(monkeypatch, tmp_path, PROFILES["gpu"])
+    assert not any("--seen-penalty" in cmd for _, cmd in commands)
+    assert [name for name, _, _ in demo.summary_sections(0.0)] == [
+        "evaluation.json", "evaluation_test_diseases.json", "evaluation_seen.json", "evaluation_naming.json"]
+
+
+def test_results_markdown_keeps_captions_tables_and_times(tmp_path):
+    demo.write_results_markdown(tmp_path / "results.md", [("Caption A:", "table a"), ("Caption B:", "table b")],
+                                {"train": 60.0})
+    text = (tmp_path / "results.md").read_text()
+    assert text.index("Caption A:\n\n```\ntable a\n```") < text.index("Caption B:\n\n```\ntable b\n```")
+    assert "| train | 60 s |" in text and "| total | 1.0 min |" in text
