@@ -29,10 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from nnunetv2_malenia.trainer_path import SHIM_FOLDER
 from nnunetv2_malenia.training.cpu_plans import CPU_CT_WINDOW
 
 SEEN_ID, UNSEEN_ID = 901, 902
+# nnUNetv2_malenia_predict --seen-penalty of the CPU regime's generalised zero-shot rows (demo and quick benchmark):
+# it maximised the harmonic mean of seen and unseen Dice on dev phantoms of other seeds than any test set
+# (README, CPU regime table, "generalised zero-shot naming").
+CPU_SEEN_PENALTY = 1.25
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,7 @@ class Profile:
     min_lesion_radius: float = 1.5          # voxels (nnUNetv2_malenia_phantoms --min-lesion-radius)
     lesions_per_case: Tuple[int, int] = (1, 3)   # nnUNetv2_malenia_phantoms --lesions-per-case
     configuration: str = "3d_fullres"       # 3d_cpu: nnUNetv2_malenia_cpu_plans adds it after planning
-    # nnUNetv2_malenia_predict --seen-penalty for the generalised zero-shot rows (0: no such rows). 1.25 maximised
-    # the harmonic mean of seen and unseen Dice on held-out dev phantoms (other seeds than the demo's test sets;
-    # README, "generalised zero-shot naming").
-    seen_penalty: float = 0.0
+    seen_penalty: float = 0.0               # --seen-penalty of the generalised zero-shot rows (0: no such rows)
 
 
 PROFILES: Dict[str, Profile] = {
@@ -59,7 +62,7 @@ PROFILES: Dict[str, Profile] = {
     # configuration, 2,000 iterations of AdamW 1e-3.
     "cpu": Profile(train_cases=80, seen_test_cases=12, unseen_test_cases=12, size=48, spacing=7.0,
                    trainer="nnUNetTrainerMalenia_CPUDemo", device="cpu", min_lesion_radius=3.0,
-                   lesions_per_case=(2, 4), configuration="3d_cpu", seen_penalty=1.25),
+                   lesions_per_case=(2, 4), configuration="3d_cpu", seen_penalty=CPU_SEEN_PENALTY),
     "gpu": Profile(train_cases=200, seen_test_cases=20, unseen_test_cases=60, size=96, spacing=3.5,
                    trainer="nnUNetTrainerMalenia_250epochs", device="cuda"),
 }
@@ -190,17 +193,52 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
         describe_and_evaluate(f"describe the reference lesions, --seen-penalty {g}",
                               work / "reference_lesion_reports_calibrated", "evaluation_naming_calibrated.json",
                               "--seen-penalty", g)
-    print_summary(work, [restricted / "reports", pred / "reports", described / "reports"], step.times,
-                  profile.seen_penalty)
+    calibrated = [work / "zero_shot_calibrated"] if profile.seen_penalty else []
+    shown = lesion_to_show([*calibrated, restricted, pred], described, unseen / "labelsTs",
+                           unseen / "dataset.json")
+    print_summary(work, shown, step.times, profile.seen_penalty)
     return step.times
 
 
-def first_lesion_report(folders: Sequence[Path]) -> Optional[Path]:
-    """The first report with a lesion, predicted ones before described ones."""
-    for folder in folders:
-        for path in sorted(folder.glob("*.json")):
-            if json.loads(path.read_text())["lesions"]:
-                return path
+def reference_disease_under(component, reference: np.ndarray, names: Dict[int, str]) -> Optional[str]:
+    """The reference disease covering most of a predicted lesion's voxels (None: it lies on background only)."""
+    under = reference[component.slices][component.mask]
+    under = under[under != 0]
+    return names[int(np.bincount(under).argmax())] if under.size else None
+
+
+def lesion_to_show(prediction_folders: Sequence[Path], described: Path, reference_folder: Path,
+                   reference_dataset_json: Path) -> Optional[Tuple[Path, dict, str]]:
+    """The lesion report the demo prints, as (report file, report with that lesion only, what it is): the first
+    predicted lesion named as the reference lesion under it (prediction folders in order), else the first predicted
+    lesion, else the first reference lesion the model described."""
+    import SimpleITK as sitk
+
+    from nnunetv2_malenia.evaluation.lesions import lesion_components
+
+    dataset = json.loads(reference_dataset_json.read_text())
+    names = {int(v): n for n, v in dataset["labels"].items() if int(v) != 0}
+    ending = dataset.get("file_ending", ".nii.gz")
+    first_predicted = None
+    for folder in prediction_folders:
+        for path in sorted((folder / "reports").glob("*.json")):
+            report = json.loads(path.read_text())
+            if not report["lesions"]:
+                continue
+            first_predicted = first_predicted or (path, dict(report, lesions=report["lesions"][:1]),
+                                                  "a predicted lesion")
+            components = lesion_components(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{path.stem}{ending}"))))
+            reference = sitk.GetArrayFromImage(sitk.ReadImage(str(reference_folder / f"{path.stem}{ending}")))
+            for lesion in report["lesions"]:
+                if reference_disease_under(components[lesion["id"]], reference, names) == lesion["disease"]:
+                    return path, dict(report, lesions=[lesion]), "a predicted lesion, named as its reference lesion"
+    if first_predicted:
+        return first_predicted
+    for path in sorted((described / "reports").glob("*.json")):
+        report = json.loads(path.read_text())
+        if report["lesions"]:
+            return path, dict(report, lesions=report["lesions"][:1]), \
+                "no lesion was predicted; a reference lesion, described by the model"
     return None
 
 
@@ -227,7 +265,7 @@ def summary_sections(seen_penalty: float) -> List[Tuple[str, str, str]]:
             *calibrated]
 
 
-def print_summary(work: Path, report_folders: Sequence[Path], times: dict, seen_penalty: float) -> None:
+def print_summary(work: Path, shown: Optional[Tuple[Path, dict, str]], times: dict, seen_penalty: float) -> None:
     from nnunetv2_malenia.evaluation.evaluate import format_report_table, format_table
 
     formatters = {"dice": format_table, "naming": format_report_table}
@@ -235,13 +273,10 @@ def print_summary(work: Path, report_folders: Sequence[Path], times: dict, seen_
               for name, kind, caption in summary_sections(seen_penalty)]
     for caption, table in tables:
         print(f"\n=== {caption}\n{table}")
-    path = first_lesion_report(report_folders)
-    if path is not None:
-        report = json.loads(path.read_text())
-        what = "a predicted lesion" if report.get("lesions_from") == "prediction" else \
-            "no lesion was predicted; a reference lesion, described by the model"
+    if shown is not None:
+        path, report, what = shown
         print(f"\n=== one lesion report ({what}: {path})")
-        print(json.dumps(dict(report, lesions=report["lesions"][:1]), indent=2))
+        print(json.dumps(report, indent=2))
     print("\nwall time per step: " + ", ".join(f"{k}: {v:.0f} s" for k, v in times.items()))
     print(f"total: {sum(times.values()) / 60:.1f} min; everything is under {work}")
     write_results_markdown(work / "results.md", tables, times)

@@ -1,9 +1,11 @@
 """The demo's step runner (the main command's plumbing); the pipeline itself is covered by test_trainer_e2e.py."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from nnunetv2_malenia import demo
@@ -37,6 +39,7 @@ def _recorded_commands(monkeypatch, tmp_path, profile):
     commands = []
     monkeypatch.setattr(demo.Step, "__call__", lambda self, title, *cmd: commands.append((title, cmd)))
     monkeypatch.setattr(demo, "print_summary", lambda *args: None)
+    monkeypatch.setattr(demo, "lesion_to_show", lambda *args: None)
     monkeypatch.setattr(demo.json, "loads", lambda text: {"labels": {"background": 0, "liver cyst": 1}})
     monkeypatch.setattr(demo.Path, "read_text", lambda self: "{}")
     demo.run_demo(tmp_path, profile, fresh=False)
@@ -69,3 +72,41 @@ def test_results_markdown_keeps_captions_tables_and_times(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert text.index("Caption A:\n\n```\ntable a\n```") < text.index("Caption B:\n\n```\ntable b\n```")
     assert "| train | 60 s |" in text and "| total | 1.0 min |" in text
+
+
+def _write_case(folder, name, array):
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(array.astype(np.uint8)), str(folder / f"{name}.nii.gz"))
+
+
+def _report(folder, name, lesions):
+    (folder / "reports").mkdir(parents=True, exist_ok=True)
+    (folder / "reports" / f"{name}.json").write_text(json.dumps({"case": name, "lesions": lesions}))
+
+
+def test_the_demo_shows_a_predicted_lesion_named_as_its_reference(tmp_path):
+    reference = np.zeros((8, 8, 8))
+    reference[1:3, 1:3, 1:3] = 1                                   # liver cyst
+    reference[5:7, 5:7, 5:7] = 2                                   # kidney stone
+    _write_case(tmp_path / "ref", "case_0", reference)
+    dataset_json = tmp_path / "dataset.json"
+    dataset_json.write_text(json.dumps({"labels": {"background": 0, "liver cyst": 1, "kidney stone": 2},
+                                        "file_ending": ".nii.gz"}))
+    # first folder: both lesions found, both named wrong; second: the stone named right (its label 1 = component 0)
+    wrong, right = tmp_path / "wrong", tmp_path / "right"
+    _write_case(wrong, "case_0", (reference > 0) * 1)
+    _report(wrong, "case_0", [{"id": 0, "label": 1, "disease": "gallstone"}, {"id": 1, "label": 1,
+                                                                             "disease": "gallstone"}])
+    _write_case(right, "case_0", (reference == 2) * 1)
+    _report(right, "case_0", [{"id": 0, "label": 1, "disease": "kidney stone"}])
+    path, report, what = demo.lesion_to_show([wrong, right], tmp_path / "described", tmp_path / "ref", dataset_json)
+    assert path.parent.parent == right and report["lesions"] == [{"id": 0, "label": 1, "disease": "kidney stone"}]
+    assert "named as its reference" in what
+    # nothing named right: the first predicted lesion; nothing predicted: a described reference lesion
+    path, report, what = demo.lesion_to_show([wrong], tmp_path / "described", tmp_path / "ref", dataset_json)
+    assert path.parent.parent == wrong and len(report["lesions"]) == 1 and what == "a predicted lesion"
+    _report(tmp_path / "described", "case_0", [{"id": 0, "label": 1, "disease": "liver tumor"}])
+    _, _, what = demo.lesion_to_show([tmp_path / "none"], tmp_path / "described", tmp_path / "ref", dataset_json)
+    assert what.startswith("no lesion was predicted")
