@@ -12,6 +12,8 @@ Arms (same planner, same schedule per profile, same fold, same test-time setting
     3  nnUNetTrainer supervised on C (upper bound)
     4  Malenia ablations on A (full profile)
     5  nnUNetTrainer per-class on A (quick/full): the seen-lesion reference for Malenia on A's test set
+The model of arm 1 also predicts with --seen-penalty G where the profile sets one (quick, smoke): every disease a
+candidate, the trained ones' logits lowered by G, on C's and A's test sets (generalised zero-shot).
 
 Arm 2 names no disease, so it is scored two ways: class-agnostic (every reference lesion label merged into one
 mask vs every predicted lesion voxel), and per unseen disease with an ORACLE NAMING rule: the prediction of
@@ -45,7 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_malenia.demo import Step, demo_env
+from nnunetv2_malenia.demo import CPU_SEEN_PENALTY, Step, demo_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))           # bench_network / zero_shot_report live beside this file
@@ -89,6 +91,9 @@ class Profile:
     min_lesion_radius: float = 1.5     # voxels (nnUNetv2_malenia_phantoms --min-lesion-radius)
     lesions_per_case: Tuple[int, int] = (1, 3)   # nnUNetv2_malenia_phantoms --lesions-per-case
     configuration: str = "3d_fullres"  # 3d_cpu: the CPU regime's halved-width plan (nnUNetv2_malenia_cpu_plans)
+    # > 0: the Malenia arm also predicts both test sets with every disease a candidate and --seen-penalty G
+    # (generalised zero-shot, calibrated stacking); G is chosen on dev phantoms, never on these test sets
+    seen_penalty: float = 0.0
 
 
 PROFILES: Dict[str, Profile] = {
@@ -98,14 +103,14 @@ PROFILES: Dict[str, Profile] = {
                      spacing=10.5, malenia_trainer="nnUNetTrainerMalenia_2epochs_2iters",
                      baseline_trainer="nnUNetTrainer_2epochs_2iters", device="cpu", per_class_arm=False,
                      verify=False, workers=1, min_lesion_radius=3.0, configuration="3d_cpu",
+                     seen_penalty=CPU_SEEN_PENALTY,
                      description="pipeline check only (minutes on 2 CPU cores); the numbers mean nothing"),
     # The CPU regime (README): the demo's phantoms (48^3 at 7 mm, lesion radius >= 3 voxels), the 3d_cpu plan and
     # 2,000 iterations of AdamW 1e-3 for every arm (bf16 where the CPU has it natively, training/cpu_bf16.py).
     "quick": Profile(train_cases=80, seen_test_cases=12, unseen_train_cases=80, unseen_test_cases=12, size=48,
                      spacing=7.0, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
                      baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu", min_lesion_radius=3.0,
-                     lesions_per_case=(2, 4),
-                     configuration="3d_cpu",
+                     lesions_per_case=(2, 4), configuration="3d_cpu", seen_penalty=CPU_SEEN_PENALTY,
                      description="the CPU regime for every arm (about 50 min on 2 cores with native bf16)"),
     "full": Profile(train_cases=200, seen_test_cases=20, unseen_train_cases=200, unseen_test_cases=60, size=96,
                     spacing=3.5, malenia_trainer="nnUNetTrainerMalenia_250epochs",
@@ -430,6 +435,32 @@ def predict_zero_shot(bench: Bench, arm: str, trainer: str, common: Sequence[str
                "--describe-masks", str(C / "labelsTs"))
 
 
+def predict_calibrated(bench: Bench, common: Sequence[str]) -> None:
+    """Generalised zero-shot with calibrated stacking: the Malenia arm's model with every knowledge-table disease a
+    candidate and the trained ones' logits lowered by --seen-penalty, on C's test set (label maps and reports), on
+    A's test set (what the penalty costs the seen diseases) and describing C's reference lesions, into
+    work/predictions/malenia_calibrated{,_seen,_reference_lesions}."""
+    p, A, C, pred = bench.profile, bench.dataset(SEEN_ID), bench.dataset(UNSEEN_ID), bench.work / "predictions"
+    predict = ["nnUNetv2_malenia_predict", "-m", str(bench.model(SEEN_ID, p.malenia_trainer)),
+               "--seen-penalty", f"{p.seen_penalty:g}"]
+    bench.step("predict malenia_calibrated on C test", *predict, "-i", str(C / "imagesTs"), "-o",
+               str(pred / "malenia_calibrated"), *common)
+    bench.step("predict malenia_calibrated on A test", *predict, "-i", str(A / "imagesTs"), "-o",
+               str(pred / "malenia_calibrated_seen"), "--no-reports", *common)
+    bench.step("describe reference lesions malenia_calibrated on C test", *predict, "-i", str(C / "imagesTs"), "-o",
+               str(pred / "malenia_calibrated_reference_lesions"), "-f", p.fold, "-device", p.device,
+               "--describe-masks", str(C / "labelsTs"))
+
+
+def score_calibrated(bench: Bench) -> dict:
+    """The three predictions of ``predict_calibrated`` scored as the uncalibrated ones are."""
+    A, C, pred = bench.dataset(SEEN_ID), bench.dataset(UNSEEN_ID), bench.work / "predictions"
+    return {"seen_penalty": bench.profile.seen_penalty,
+            "unseen": evaluate(C / "labelsTs", pred / "malenia_calibrated", C, reports=True),
+            "seen": evaluate(A / "labelsTs", pred / "malenia_calibrated_seen", A),
+            "naming": evaluate_naming(C, pred / "malenia_calibrated_reference_lesions" / "reports")}
+
+
 # ------------------------------------------------------------------------------------------------------------ run
 def run(profile_name: str, work: Path, out: Path) -> dict:
     p = PROFILES[profile_name]
@@ -469,6 +500,8 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
         bench.measured("predict per_class on A test", "nnUNetv2_predict", "-i", str(A / "imagesTs"), "-o",
                        str(pred / "per_class_seen"), "-d", str(SEEN_ID), "-c", p.configuration, "-tr",
                        p.baseline_trainer, *common)
+    if p.seen_penalty:
+        predict_calibrated(bench, common)
 
     def score():
         # the class-agnostic arm names no disease (its one label "lesion" is no reference name, which evaluate
@@ -482,9 +515,10 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
             if p.per_class_arm else {}
         naming = {arm: evaluate_naming(C, pred / f"{arm}_reference_lesions" / "reports")
                   for arm in arms if arm == "malenia" or arm in p.ablations}
-        return ev, agnostic, seen, naming
+        calibrated = score_calibrated(bench) if p.seen_penalty else None
+        return ev, agnostic, seen, naming, calibrated
 
-    evaluations, agnostic, seen, naming = bench.timed("evaluate", score)
+    evaluations, agnostic, seen, naming, calibrated = bench.timed("evaluate", score)
     # A disease defined only in a knowledge-table file at prediction time (bench_user_disease.py, issue #12 item 3):
     # its own report beside benchmark.md, same geometry as C, the Malenia arm's model.
     from bench_user_disease import main as user_disease
@@ -504,6 +538,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
 
     result = assemble(profile_name=profile_name, profile=asdict(p), arms=arms, names=NAMES, C_labels=lesion_labels(C),
                       A_labels=lesion_labels(A), evaluations=evaluations, agnostic=agnostic, seen=seen, naming=naming,
+                      calibrated=calibrated,
                       epochs=epochs, gpu=gpu, rss=bench.rss, times=bench.times, size96=size96, hardware=hardware(),
                       versions=versions(), seeds=run_seeds(bench.env), nsd_tolerance_mm=NSD_TOLERANCE_MM,
                       total_s=time.time() - started, work=str(work))

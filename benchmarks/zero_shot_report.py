@@ -40,12 +40,29 @@ def _seed_note(seeds: dict) -> str:
             "on a CPU with nnUNet_n_proc_DA=0, not with augmentation workers or on a GPU)")
 
 
+def _calibrated_quality(calibrated: dict, present: Sequence[str], A_labels: Sequence[str]) -> dict:
+    """bench_zero_shot.score_calibrated's evaluations -> per-disease Dice/NSD on both test sets, their means over the
+    diseases the references have, and the naming of predicted and of reference lesions."""
+    def rows(evaluation, diseases):
+        return {d: {k: evaluation["per_disease"][d][k] for k in ("dice", "nsd")} for d in diseases}
+
+    def means(per_disease):
+        return {k: _mean(r[k] for r in per_disease.values()) for k in ("dice", "nsd")}
+
+    unseen, seen = rows(calibrated["unseen"], present), rows(calibrated["seen"], A_labels)
+    return {"seen_penalty": calibrated["seen_penalty"],
+            "unseen_per_disease": unseen, "unseen_mean": means(unseen),
+            "seen_per_disease": seen, "seen_mean": means(seen),
+            "lesion_reports": calibrated["unseen"]["lesion_reports"], "naming_reference_lesions": calibrated["naming"]}
+
+
 def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluations, agnostic, seen, naming, epochs,
              gpu, rss, times, size96, hardware, versions, seeds, nsd_tolerance_mm, total_s, work,
-             baseline: str = "agnostic", generated_by: Optional[str] = None, notes: Sequence[str] = ()) -> dict:
+             baseline: str = "agnostic", generated_by: Optional[str] = None, notes: Sequence[str] = (),
+             calibrated: Optional[dict] = None) -> dict:
     """``baseline``: the arm whose epoch and predict times the others are divided by; ``generated_by`` (the command
     line) and ``notes`` (markdown lines) head the report of a script other than bench_zero_shot.py (gpu_check.py);
-    ``size96`` may be None (not measured)."""
+    ``size96`` may be None (not measured); ``calibrated``: bench_zero_shot.score_calibrated's result, or None."""
     zero_shot_arms = [a for a in arms if a != "per_class"]
     unseen: Dict[str, dict] = {}
     for disease in C_labels:
@@ -95,7 +112,8 @@ def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluati
                     "class_agnostic_lesion": {arm: agnostic[arm]["lesion"] for arm in zero_shot_arms},
                     "seen_per_disease": seen_rows, "lesion_reports": reports, "naming_reference_lesions": naming,
                     "detection": {arm: evaluations[arm]["summary"]["all"]["detection"] for arm in zero_shot_arms
-                                  if evaluations.get(arm)}},
+                                  if evaluations.get(arm)},
+                    "calibrated": _calibrated_quality(calibrated, present, A_labels) if calibrated else None},
         "cost": cost, "wall_times_s": times, "total_wall_s": total_s, "work": work,
         "evaluations": {arm: e for arm, e in evaluations.items() if e is not None}, "seen_evaluations": seen,
     })
@@ -185,6 +203,8 @@ def markdown(r: dict, plots: List[str]) -> str:
                   "scores naming apart from finding (attributes per aspect and the top-ranked disease).", ""]
         lines += _report_lines(rep)
 
+    if q.get("calibrated"):
+        lines += _calibrated_lines(q)
     lines += ["", "## Cost (same run, same machine)", "",
               f"Epoch times from nnU-Net's training log (median, first epoch left out); every arm runs the same "
               f"schedule, so the ratio to the `{c['baseline_arm']}` arm is the train-step ratio (augmentation and "
@@ -220,6 +240,36 @@ def markdown(r: dict, plots: List[str]) -> str:
     lines += ["", f"Work folder: `{r['work']}`", ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _calibrated_lines(q: dict) -> List[str]:
+    """Generalised zero-shot at --seen-penalty G beside G = 0 (the sections above) and the supervised bound."""
+    cal = q["calibrated"]
+    g = f"`--seen-penalty {cal['seen_penalty']:g}`"
+    lines = ["", f"### Generalised zero-shot with calibrated stacking ({g})", "",
+             f"The Malenia arm's model with every knowledge-table disease a candidate and the logits of the diseases "
+             f"it was trained on lowered by {cal['seen_penalty']:g} when a lesion is named (what is lesion stays "
+             "lesion). G was chosen on dev phantoms of other seeds, not on these test sets. Unseen diseases (C's "
+             "test set):", ""]
+    unseen = q["unseen_per_disease"]
+    lines += _table(["disease", "Malenia G = 0 DSC", f"Malenia {g} DSC", f"Malenia {g} NSD", "supervised (C) DSC"],
+                    [[d, _f(unseen[d]["malenia"]["dice"]), _f(row["dice"]), _f(row["nsd"]),
+                      _f(unseen[d]["supervised"]["dice"])] for d, row in cal["unseen_per_disease"].items()]
+                    + [["**mean**", _f(q["unseen_mean"]["malenia"]["dice"]), _f(cal["unseen_mean"]["dice"]),
+                        _f(cal["unseen_mean"]["nsd"]), _f(q["unseen_mean"]["supervised"]["dice"])]])
+    restricted = q["seen_per_disease"]
+    lines += ["", "What it costs the seen diseases (A's test set; the seen section above restricts the candidates "
+                  "to A's diseases, here every disease is one):", ""]
+    lines += _table(["disease", "Malenia, A's diseases only DSC", f"Malenia {g} DSC", f"Malenia {g} NSD"],
+                    [[d, _f(restricted[d]["malenia"]["dice"]) if d in restricted else "–", _f(row["dice"]),
+                      _f(row["nsd"])] for d, row in cal["seen_per_disease"].items()]
+                    + [["**mean**", _f(_mean(r["malenia"]["dice"] for r in restricted.values())) if restricted
+                        else "–", _f(cal["seen_mean"]["dice"]), _f(cal["seen_mean"]["nsd"])]])
+    lines += ["", "Lesion reports of the calibrated prediction on C's test set:", ""] \
+        + _report_lines(cal["lesion_reports"])
+    lines += ["", f"Naming C's reference lesions (`--describe-masks`) at {g}:", ""] \
+        + _report_lines(cal["naming_reference_lesions"])
+    return lines
 
 
 def plot(r: dict, out: Path) -> List[str]:

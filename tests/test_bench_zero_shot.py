@@ -67,6 +67,12 @@ def test_every_arm_has_numbers(report):
     naming = q["naming_reference_lesions"]["malenia"]
     assert naming["n_predicted_lesions"] == naming["n_reference_lesions"] > 0
     assert naming["disease_identification"]["matched"] == naming["n_reference_lesions"]
+    # generalised zero-shot at the profile's --seen-penalty: both test sets and the reference lesions scored
+    cal = q["calibrated"]
+    assert cal["seen_penalty"] == 1.25 and set(cal["unseen_per_disease"]) == set(q["unseen_mean"]["diseases"])
+    assert _is_number(cal["unseen_mean"]["dice"]) and _is_number(cal["seen_mean"]["dice"])
+    assert "accuracy" in cal["lesion_reports"]["disease_identification"]
+    assert cal["naming_reference_lesions"]["n_predicted_lesions"] == naming["n_reference_lesions"]
     # the disease defined only in attribute_tables/user_disease_example.json, predicted without retraining
     user = json.loads((report / "user_disease.json").read_text())
     assert list(user["segmentation"]) == ["calcified liver granuloma"] and user["num_candidates"] == 13
@@ -87,4 +93,34 @@ def test_markdown_tables_have_a_row_per_arm(report):
         assert row is not None, title
         cells = [c.strip() for c in row.strip("|").split("|")[1:]]
         assert any(c.replace(".", "", 1).isdigit() for c in cells), row
+    assert "### Generalised zero-shot with calibrated stacking (`--seen-penalty 1.25`)" in text
     assert "## Cost" in text and "## Wall time per step" in text and "![dsc_unseen.png](dsc_unseen.png)" in text
+
+
+def test_calibrated_section_sets_both_splits_beside_the_uncalibrated_rows():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from zero_shot_report import _calibrated_lines, _calibrated_quality, _clean
+
+    def evaluation(dice):
+        return {"per_disease": {d: {"dice": v, "nsd": v} for d, v in dice.items()},
+                "lesion_reports": {"disease_identification": {"accuracy": 0.5, "correct": 1, "matched": 2},
+                                   "n_predicted_lesions": 2, "n_reference_lesions": 3}}
+
+    naming = {"disease_identification": {"accuracy": 1.0, "correct": 3, "matched": 3}, "n_predicted_lesions": 3,
+              "n_reference_lesions": 3}
+    result = {"seen_penalty": 1.25, "unseen": evaluation({"liver cyst": 0.4, "kidney stone": 0.0}),
+              "seen": evaluation({"gallstone": 0.9, "lung tumor": float("nan")}), "naming": naming}
+    # as assemble() stores it: NaN (both masks empty) becomes None
+    cal = _clean(_calibrated_quality(result, present=["liver cyst", "kidney stone"],
+                                     A_labels=["gallstone", "lung tumor"]))
+    assert cal["unseen_mean"]["dice"] == pytest.approx(0.2) and cal["seen_mean"]["dice"] == pytest.approx(0.9)
+    q = {"calibrated": cal,
+         "unseen_per_disease": {d: {"malenia": {"dice": 0.0}, "supervised": {"dice": 0.8}}
+                                for d in ("liver cyst", "kidney stone")},
+         "unseen_mean": {"malenia": {"dice": 0.0}, "supervised": {"dice": 0.8}},
+         "seen_per_disease": {"gallstone": {"malenia": {"dice": 0.95}}, "lung tumor": {"malenia": {"dice": 0.5}}}}
+    text = "\n".join(_calibrated_lines(q))
+    assert "| liver cyst | 0.000 | 0.400 | 0.400 | 0.800 |" in text
+    assert "| **mean** | 0.000 | 0.200 | 0.200 | 0.800 |" in text
+    assert "| gallstone | 0.950 | 0.900 | 0.900 |" in text and "| lung tumor | 0.500 | – | – |" in text
+    assert "Disease identification accuracy: 1.000 (3/3 matched" in text
