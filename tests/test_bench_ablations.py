@@ -45,3 +45,19 @@ def test_table_has_one_line_per_row(tmp_path):
     assert len(table) == 3
     assert table[2].startswith("| NoFusion | CMKI without deep fusion") and "| 0.500 | 0.100 | – | 3/30 |" in table[2]
     assert (tmp_path / "ablations.json").is_file()
+
+
+def test_resume_keeps_finished_rows_of_the_same_profile_and_seed_only(tmp_path):
+    row = {"lesion_dice_unseen": 0.5, "zero_shot_dice": 0.1, "seen_dice": 0.6, "train_s": 700.0, "what": "w",
+           "identification": {"correct": 0, "matched": 30, "accuracy": 0.0},
+           "precision": {"location": 0.2, "density": 0.75, "enhancement_status": 0.9}}
+    result = {"profile": "quick", "generated_by": "x", "hardware": {"cpu": "cpu", "cores": "2 usable cores"},
+              "seed": "0", "rows": {"default": row, "NoFusion": row}}
+    assert ba.finished_rows(tmp_path, "quick", "0") == {}
+    ba.write(result, tmp_path)
+    assert ba.finished_rows(tmp_path, "quick", "0") == {"NoFusion": row}
+    with pytest.raises(SystemExit, match="profile/seed quick/0 differ from this run's quick/1"):
+        ba.finished_rows(tmp_path, "quick", "1")
+    (tmp_path / "ablations.json").write_text("{")
+    with pytest.raises(SystemExit, match="ablations.json: cannot resume"):
+        ba.finished_rows(tmp_path, "quick", "0")
