@@ -61,3 +61,13 @@ def test_resume_keeps_finished_rows_of_the_same_profile_and_seed_only(tmp_path):
     (tmp_path / "ablations.json").write_text("{")
     with pytest.raises(SystemExit, match="ablations.json: cannot resume"):
         ba.finished_rows(tmp_path, "quick", "0")
+
+
+def test_only_single_positive_models_are_named_by_paragraphs():
+    """The network follows the loss: plans.json gets match_paragraphs from multi_positive (trainer._network_settings)."""
+    from nnunetv2_malenia.training import variants
+
+    for variant in ba.WHAT:
+        cls = getattr(variants, ba.trainer_of(variant))
+        settings = variants.nnUNetTrainerMalenia._network_settings(cls)     # class attributes only
+        assert settings["match_paragraphs"] == (variant == "SinglePositive"), variant

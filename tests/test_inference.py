@@ -52,6 +52,26 @@ def test_known_diseases_need_no_encoder_and_new_texts_are_appended():
         assert len(set(aspects[classes.class_row_mask[k]].tolist())) == len(ASPECTS)
 
 
+def test_paragraph_classes_add_each_diseases_joined_descriptions():
+    """Single-positive models: a disease also owns its descriptions joined into one paragraph row; a trained
+    disease's paragraph is already in the bank, an unseen one's is encoded like any new description."""
+    from nnunetv2_malenia.text_bank.bank import PARAGRAPH_ASPECT, paragraph_text
+
+    table = load_knowledge_table()
+    plain = bank_of(table, ["kidney cyst", "liver tumor"])
+    kidney_paragraph = paragraph_text(table["kidney cyst"].descriptions)
+    bank = new_bank(list(zip(plain.aspects, plain.texts)) + [(PARAGRAPH_ASPECT, kidney_paragraph)],
+                    torch.cat([plain.embeddings, torch.nn.functional.normalize(torch.randn(1, D), dim=-1)]), "fake")
+    assert missing_rows(table, bank, ["kidney cyst"], paragraphs=True) == []
+    encoder = FakeEncoder()
+    classes = zero_shot_classes(table, bank, ["kidney cyst", "liver tumor"], encoder=encoder, paragraphs=True)
+    assert encoder.seen == [paragraph_text(table["liver tumor"].descriptions)]
+    for k, name in enumerate(classes.diseases):
+        row = classes.bank.row(PARAGRAPH_ASPECT, paragraph_text(table[name].descriptions))
+        assert classes.class_row_mask[k, row] and classes.class_row_mask[:, row].sum() == 1
+    assert not zero_shot_classes(table, bank, ["kidney cyst"]).class_row_mask[0, len(plain)]
+
+
 def test_unknown_disease_and_unloadable_encoder_are_clear_errors(tmp_path):
     table = load_knowledge_table()
     bank = bank_of(table, ["kidney cyst"])

@@ -262,6 +262,22 @@ def test_class_logits_follow_knowledge_table():
     assert torch.allclose(net.class_logits(emb, text)[0], expected, atol=1e-4)
 
 
+def test_single_positive_models_name_by_paragraph_and_organ_rows_only():
+    """A model trained with one positive per lesion (match_paragraphs) is named by the rows it was aligned with."""
+    net = build(num_bank_rows=5, num_classes=3, match_paragraphs=True)
+    net.set_text_bank(F.normalize(torch.randn(5, D), dim=1), torch.tensor([2, 2, 3, 8, PARAGRAPH]))
+    net.set_class_row_mask(torch.tensor([[1, 1, 1, 0, 1],     # class 1: descriptions and its paragraph
+                                         [0, 0, 0, 1, 0],     # class 2: organ row only (organ labels: no paragraph)
+                                         [1, 1, 1, 0, 0]],    # class 3: descriptions only -> no evidence here
+                                        dtype=torch.bool))
+    emb = F.normalize(torch.randn(1, 2, 32), dim=-1)
+    text = F.normalize(torch.randn(6, 32), dim=-1)
+    s = (emb @ text.T)[0] / 0.07                                                   # [Q, R+1]
+    expected = torch.stack((s[:, 0], s[:, 5], s[:, 4], torch.full_like(s[:, 0], -1.0e4)), dim=-1)
+    assert torch.allclose(net.class_logits(emb, text)[0], expected, atol=1e-4)
+    assert not build().match_paragraphs
+
+
 def test_cmki_ensemble_is_mlp_of_weighted_branches():
     net = build()
     out = net(sample(batch=1), slot_assigner=RandomSlots(net.row_aspect))

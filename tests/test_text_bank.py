@@ -265,3 +265,20 @@ def test_training_rows_are_the_rows_training_labels_use(nnunet_env, tiny_encoder
     assert set(used.nonzero().flatten().tolist()) == expected
     unused = [bank.texts[r] for r in range(len(bank)) if not used[r]]
     assert unused and "located in the gallbladder wall" in unused          # a gallstone-only description
+
+
+def test_class_row_mask_has_each_labels_descriptions_and_paragraphs(nnunet_env, tiny_encoder):
+    """Per class: the label's and its per-case lesions' descriptions and joined paragraphs (the paragraphs name
+    classes only in single-positive models); no row of another label's lesions."""
+    from nnunetv2_malenia.attributes import load_dataset_attributes
+    from nnunetv2_malenia.training.bank_lookup import BankLookup
+
+    attrs = load_dataset_attributes(nnunet_env / "nnUNet_raw" / "Dataset901_TinyBank")
+    bank = build_bank(bank_entries(attrs), tiny_encoder, progress=False)
+    mask = BankLookup(attrs, bank).class_row_mask(len(attrs.labels))             # [K, R] bool
+    for la in attrs.labels.values():
+        groups = [attrs.descriptions_for(None, la.name)]
+        groups += [attrs.descriptions_for(c, la.name) for c, per in attrs.cases.items() if la.name in per]
+        expected = {r for texts in groups for r in bank.rows_for(texts)}
+        expected |= {bank.row("paragraph", paragraph_text(texts)) for texts in groups}
+        assert set(mask[la.value - 1].nonzero().flatten().tolist()) == expected, la.name

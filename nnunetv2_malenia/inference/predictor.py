@@ -63,7 +63,8 @@ class MaleniaPredictor(nnUNetPredictor):
     def prepare_zero_shot(self, extra_tables: Sequence[str] = (), diseases: Optional[Sequence[str]] = None,
                           device: str = "cpu") -> ZeroShotClasses:
         table = self.training_knowledge_table(extra_tables)
-        classes = zero_shot_classes(table, self.stored_bank(), diseases, device=device)
+        classes = zero_shot_classes(table, self.stored_bank(), diseases, device=device,
+                                    paragraphs=bool(self.block.network.get("match_paragraphs", False)))
         self.use_zero_shot_classes(classes)
         self.knowledge_table = table
         return classes

@@ -13,7 +13,7 @@ import torch
 
 from nnunetv2_malenia.attributes.knowledge_table import KnowledgeTable
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
-from nnunetv2_malenia.text_bank.bank import TextBank, new_bank
+from nnunetv2_malenia.text_bank.bank import PARAGRAPH_ASPECT, TextBank, new_bank, paragraph_text
 from nnunetv2_malenia.training.bank_lookup import disease_row_mask
 
 
@@ -30,26 +30,30 @@ class ZeroShotClasses:
         return {"background": 0, **{name: k + 1 for k, name in enumerate(self.diseases)}}
 
 
-def missing_rows(table: KnowledgeTable, bank: TextBank, diseases: Sequence[str]) -> List[Tuple[str, str]]:
+def missing_rows(table: KnowledgeTable, bank: TextBank, diseases: Sequence[str],
+                 paragraphs: bool = False) -> List[Tuple[str, str]]:
+    """The (aspect, text) rows the diseases need that the bank lacks; with ``paragraphs`` also each disease's
+    descriptions joined into one paragraph (what a single-positive model was aligned with)."""
     known = set(zip(bank.aspects, bank.texts))
     out: List[Tuple[str, str]] = []
     for name in diseases:
-        for aspect, texts in table[name].descriptions.items():
-            for text in texts:
-                if (aspect, text) not in known and (aspect, text) not in out:
-                    out.append((aspect, text))
+        needed = [(aspect, text) for aspect, texts in table[name].descriptions.items() for text in texts]
+        if paragraphs:
+            needed.append((PARAGRAPH_ASPECT, paragraph_text(table[name].descriptions)))
+        out += [row for row in needed if row not in known and row not in out]
     return out
 
 
 def zero_shot_classes(table: KnowledgeTable, bank: TextBank, diseases: Sequence[str] | None = None,
-                      encoder=None, device: str = "cpu") -> ZeroShotClasses:
-    """``encoder``: a TextEncoder to use for new texts (default: re-created from ``bank.encoder_id`` when needed)."""
+                      encoder=None, device: str = "cpu", paragraphs: bool = False) -> ZeroShotClasses:
+    """``encoder``: a TextEncoder to use for new texts (default: re-created from ``bank.encoder_id`` when needed).
+    ``paragraphs``: the model names classes by joined paragraphs (its plans' ``match_paragraphs``)."""
     diseases = tuple(diseases or table.names)
     unknown = [d for d in diseases if d not in table]
     if unknown:
         raise MaleniaInputError(Problem(str(table.files[-1] if table.files else "knowledge table"), "diseases",
                                         f"unknown diseases {unknown}; the table has {table.names}"))
-    new = missing_rows(table, bank, diseases)
+    new = missing_rows(table, bank, diseases, paragraphs)
     if new:
         if encoder is None:
             encoder = _encoder_for_new_texts(bank, new, device)
@@ -60,7 +64,7 @@ def zero_shot_classes(table: KnowledgeTable, bank: TextBank, diseases: Sequence[
                                             f"embeddings, the model's bank is {bank.dim}-d"))
         entries = list(zip(bank.aspects, bank.texts)) + new
         bank = new_bank(entries, torch.cat([bank.embeddings, embeddings.float()]), bank.encoder_id)
-    return ZeroShotClasses(diseases, bank, disease_row_mask(table, bank, diseases), tuple(new))
+    return ZeroShotClasses(diseases, bank, disease_row_mask(table, bank, diseases, paragraphs), tuple(new))
 
 
 def _encoder_for_new_texts(bank: TextBank, new: Sequence[Tuple[str, str]], device: str):

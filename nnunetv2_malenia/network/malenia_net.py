@@ -37,6 +37,9 @@ PARAGRAPH_INDEX = BANK_ASPECTS.index(PARAGRAPH_ASPECT)
 NO_ROWS_LOGIT = -1.0e4
 # Aspects that vote under the aspect_vote naming rule: the eight and organ (organ labels have rows nowhere else).
 VOTE_ASPECTS = tuple(i for i in range(len(BANK_ASPECTS)) if i != PARAGRAPH_INDEX)
+# Aspects whose rows name a class under best_match for a model trained with one positive per lesion
+# (``match_paragraphs``): the lesion's joined paragraph, and organ rows for organ labels, which have no paragraph.
+PARAGRAPH_MATCH_ASPECTS = (PARAGRAPH_INDEX, BANK_ASPECTS.index(ORGAN_ASPECT))
 # Weight of the best_match split in aspect_vote's disease split. Two different vote fractions differ by at least
 # 1 / |VOTE_ASPECTS|^2 = 1/81; a tie-break weight w with w / (1 - w) below that never overturns the vote.
 VOTE_TIE_WEIGHT = 1.0e-3
@@ -144,7 +147,7 @@ class MaleniaNet(nn.Module):
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
                  mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False,
-                 context_source: str = "feature"):
+                 context_source: str = "feature", match_paragraphs: bool = False):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -164,6 +167,11 @@ class MaleniaNet(nn.Module):
         self.mask_residual = bool(mask_residual)
         # A plain attribute, not a buffer: the predictor may switch it (--naming-rule) without touching weights.
         self.naming_rule = check_naming_rule(naming_rule)
+        # Naming must read the rows training aligned the tokens with: the eight descriptions (MP-NCE), or, for the
+        # single-positive ablation, the joined paragraph; its aspect rows are never in its softmax, so matching
+        # them left every voxel background (finding 0 in the CPU ablation table before this setting).
+        self.match_paragraphs = bool(match_paragraphs)
+        self.naming_aspects = PARAGRAPH_MATCH_ASPECTS if self.match_paragraphs else VOTE_ASPECTS
         # Prediction-time calibration (``set_seen_penalty``; 0 = none): plain attributes, never in a checkpoint.
         self.seen_penalty = 0.0
         self.seen_classes: Optional[torch.Tensor] = None     # [K] bool: class k is one the model was trained on
@@ -342,8 +350,9 @@ class MaleniaNet(nn.Module):
         """[B, Q, E] -> [B, Q, K+1] (fp32, scaled by logit_scale): the "best_match" naming rule.
 
         Column 0: similarity to t0. Column k: mean over the aspects in which class k has rows of the best
-        similarity among class k's rows of that aspect (knowledge-table matching). Paragraph rows never count;
-        a class without rows gets NO_ROWS_LOGIT. A class accepting many values of an aspect scores its best one,
+        similarity among class k's rows of that aspect (knowledge-table matching). Paragraph rows never count,
+        unless the model was trained on them (``match_paragraphs``: then only they and organ rows count); a class
+        without rows gets NO_ROWS_LOGIT. A class accepting many values of an aspect scores its best one,
         so it is never behind a class accepting a subset of them (issue #12 C; ``aspect_vote`` avoids that).
         """
         sim = self._similarity(embeddings, text_embeddings) * self.logit_scale          # [B, Q, R+1]
@@ -351,9 +360,7 @@ class MaleniaNet(nn.Module):
         b, q = rows.shape[:2]
         total = rows.new_zeros(b, q, self.num_classes)                                    # [B, Q, K]
         count = rows.new_zeros(self.num_classes)                                          # [K]
-        for aspect in range(len(BANK_ASPECTS)):
-            if aspect == PARAGRAPH_INDEX:
-                continue
+        for aspect in self.naming_aspects:
             sel = self.class_row_mask & (self.row_aspect == aspect).unsqueeze(0)          # [K, R]
             has = sel.any(1)                                                              # [K]
             if not bool(has.any()):

@@ -13,7 +13,7 @@ import torch
 from nnunetv2_malenia.attributes.dataset_attributes import DatasetAttributes
 from nnunetv2_malenia.attributes.knowledge_table import KnowledgeTable
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
-from nnunetv2_malenia.text_bank.bank import TextBank, paragraph_text
+from nnunetv2_malenia.text_bank.bank import PARAGRAPH_ASPECT, TextBank, paragraph_text
 
 
 class BankLookup:
@@ -40,7 +40,7 @@ class BankLookup:
                                                 f"nnUNetv2_malenia_build_bank --force")) from None
             paragraph = None
             if self.attributes.labels[name].is_lesion:
-                paragraph = self.bank.row("paragraph", paragraph_text(texts))
+                paragraph = self.bank.row(PARAGRAPH_ASPECT, paragraph_text(texts))
             self._cache[key] = (rows, paragraph)
         return self._cache[key]
 
@@ -54,13 +54,16 @@ class BankLookup:
 
     def class_row_mask(self, num_classes: int) -> torch.Tensor:
         """[K, R] bool for the dataset's foreground labels 1..K: label descriptions plus every per-case text
-        seen for that label, so a token matching a report-derived description still names the right class."""
+        seen for that label, so a token matching a report-derived description still names the right class; and
+        their joined paragraphs, which only a single-positive model names by (``match_paragraphs``)."""
         mask = torch.zeros(num_classes, len(self.bank), dtype=torch.bool)
         for la in self.attributes.labels.values():
-            groups = [la.descriptions] + [per.get(la.name, {}) for per in self.attributes.cases.values()]
-            for texts in groups:
-                if texts:
-                    mask[la.value - 1, self.bank.rows_for(texts)] = True
+            cases = [c for c, per in self.attributes.cases.items() if la.name in per]
+            for case_id in [None, *cases]:
+                rows, paragraph = self._rows(case_id, la.value)
+                mask[la.value - 1, rows] = True
+                if paragraph is not None:
+                    mask[la.value - 1, paragraph] = True
         return mask
 
     def training_rows(self) -> torch.Tensor:
@@ -77,9 +80,13 @@ class BankLookup:
         return used
 
 
-def disease_row_mask(table: KnowledgeTable, bank: TextBank, diseases: Sequence[str]) -> torch.Tensor:
-    """[K, R] bool for zero-shot classes given by knowledge-table diseases (every description must be in the bank)."""
+def disease_row_mask(table: KnowledgeTable, bank: TextBank, diseases: Sequence[str],
+                     paragraphs: bool = False) -> torch.Tensor:
+    """[K, R] bool for zero-shot classes given by knowledge-table diseases (every description must be in the bank;
+    with ``paragraphs`` also each disease's descriptions joined into one paragraph, for single-positive models)."""
     mask = torch.zeros(len(diseases), len(bank), dtype=torch.bool)
     for k, name in enumerate(diseases):
         mask[k, bank.rows_for(table[name].descriptions)] = True
+        if paragraphs:
+            mask[k, bank.row(PARAGRAPH_ASPECT, paragraph_text(table[name].descriptions))] = True
     return mask

@@ -93,7 +93,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         self.bank_lookup = BankLookup(self.attributes, self.bank)
         self.training_row_aspect = self._training_row_aspect()
         classes = {la.value: la.name for la in self.attributes.labels.values()}
-        block = make_block(self.bank, classes, self.attributes.knowledge_table, self.malenia_network_settings)
+        block = make_block(self.bank, classes, self.attributes.knowledge_table, self._network_settings())
         # The predictor reads plans.json from the results folder; on_train_start saves self.plans_manager.plans there.
         self.plans_manager.plans["configurations"][configuration][BLOCK_KEY] = block
         # PlansManager caches resolved configurations: a fresh one sees the block
@@ -127,6 +127,12 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         if not self.malenia_loss_settings["unused_rows_as_negatives"]:
             aspects[~self.bank_lookup.training_rows()] = -1
         return aspects
+
+    def _network_settings(self) -> Dict:
+        """The network settings as plans.json stores them: a model trained with one positive per lesion names
+        classes by their paragraph rows (``match_paragraphs``), so the single-positive variant changes one loss
+        setting and the network follows it."""
+        return dict(self.malenia_network_settings, match_paragraphs=not self.malenia_loss_settings["multi_positive"])
 
     def _loss_settings(self) -> Dict:
         """The loss settings as the criterion gets them: a network without lesion heads has no loss_lesion, so a
