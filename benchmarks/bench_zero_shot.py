@@ -416,6 +416,28 @@ def plan_and_preprocess(bench: Bench, title: str, dataset_ids: Sequence[int]) ->
         step(f"preprocess {title}", "nnUNetv2_preprocess", "-d", *ids, "-c", "3d_fullres", "-np", str(p.workers))
 
 
+def predict_args(p: Profile) -> List[str]:
+    """The test-time settings every arm predicts with (fold, device, workers, mirroring)."""
+    return ["-f", p.fold, "-device", p.device, "-npp", str(p.workers), "-nps", str(p.workers),
+            *([] if p.tta else ["--disable_tta"])]
+
+
+def later_run_header(bench: Bench, generated_by: str) -> dict:
+    """What a later script on a finished run's work folder (ablations, budget) records about its own run."""
+    cpu = hardware()
+    return {"profile": next(name for name, p in PROFILES.items() if p == bench.profile), "generated_by": generated_by,
+            "hardware": {"cpu": cpu.get("cpu"), "cores": f"{cpu.get('usable_cores')} usable cores"},
+            "seed": bench.env.get("MALENIA_SEED")}
+
+
+def later_run_parser(doc: str) -> argparse.ArgumentParser:
+    """Command line of a later script on a finished quick run's work folder: --work and --out, its own options added."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="work folder of a finished quick-profile run")
+    parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
 def predict_zero_shot(bench: Bench, arm: str, trainer: str, common: Sequence[str]) -> None:
     """A Malenia model trained on A, on C's test set: label maps, then lesion reports, then the reference lesions
     described (``--describe-masks``), into work/predictions/ARM, ARM/reports and ARM_reference_lesions/reports."""
@@ -483,8 +505,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
         bench.measured(f"train {arm}", "nnUNetv2_train", str(dataset_id), p.configuration, p.fold, "-tr", trainer,
                        "-device", p.device)
 
-    common = ["-f", p.fold, "-device", p.device, "-npp", str(p.workers), "-nps", str(p.workers),
-              *([] if p.tta else ["--disable_tta"])]
+    common = predict_args(p)
     pred = work / "predictions"
     for arm, (dataset_id, trainer) in arms.items():
         if arm in ("agnostic", "supervised"):
