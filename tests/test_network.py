@@ -128,7 +128,9 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
              "context_pooling_residual": {"context_ring": 1, "mask_pooling": True, "mask_residual": True},
              "tissue_context": {"context_ring": 2, "context_source": "image", "masked_attention": True,
                                 "mask_pooling": True, "mask_residual": True},
-             "masked_attention": {"masked_attention": True, "mask_pooling": True, "mask_residual": True}}
+             "masked_attention": {"masked_attention": True, "mask_pooling": True, "mask_residual": True},
+             "aspect_heads": {"aspect_heads": True, "masked_attention": True, "mask_pooling": True,
+                              "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -545,6 +547,40 @@ def test_context_block_compares_location_rows_with_the_surroundings_and_the_rest
     with pytest.raises(AssertionError, match="context_ring"):
         build(context_ring=-1)
 
+
+
+def test_aspect_heads_compare_each_aspect_through_its_own_head():
+    net = build(aspect_heads=True, mask_pooling=True).eval()
+    c, n = net.token_dim, 1 + len(BANK_ASPECTS)
+    assert net.text_blocks == n
+    text = net.text_embeddings()                                             # [R+1, n*C]
+    assert text.shape == (R + 1, n * c)
+    per_block = text.unflatten(-1, (n, c)).norm(dim=-1)                      # [R+1, n]
+    expected = F.one_hot(torch.cat((torch.zeros(1, dtype=torch.long), net.row_aspect + 1)), n).float()
+    assert torch.allclose(per_block, expected, atol=1e-6)                    # t0 in block 0, aspect a in block a+1
+    plain = build(mask_pooling=True).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items()
+                           if not k.startswith(("mask_decoder.text_head", "mask_decoder.pool_proj"))}, strict=False)
+    assert torch.allclose(net.fold_text(text), plain.text_embeddings(), atol=1e-6)   # CMKI reads each row's own
+    x = sample()
+    with torch.no_grad():
+        out = net(x, return_dict=True)
+        emb = out["block_embeddings"][-1]                                    # [B, Q, n*C]
+        blocks = emb.unflatten(-1, (n, c))                                   # [B, Q, n, C]
+        assert torch.allclose(blocks.norm(dim=-1), torch.ones(blocks.shape[:3]), atol=1e-5)
+        # a row's similarity is the cosine of its own head's block with the row: the heads differ
+        sim = torch.einsum("bqe,re->bqr", emb, text)                         # [B, Q, R+1]
+        r = 3
+        own = blocks[..., int(net.row_aspect[r]) + 1, :] @ net.fold_text(text)[r + 1]   # [B, Q]
+        assert torch.allclose(sim[..., r + 1], own, atol=1e-5)
+        assert not torch.allclose(blocks[..., 1, :], blocks[..., 2, :])
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+    # rows without an aspect live in no block: zero columns, never a match
+    net.set_text_bank(F.normalize(torch.randn(R, D), dim=1), torch.full((R,), -1))
+    assert net.text_embeddings()[1:].abs().max() == 0
+    assert tuple(build().mask_decoder.text_head.weight.shape) == (32, 32)    # models trained before it load
+    with pytest.raises(AssertionError, match="text_blocks"):
+        build(aspect_heads=True, context_ring=1)
 
 
 def test_intensity_bins_are_a_soft_histogram_of_each_voxel():

@@ -5,7 +5,9 @@ With ``context_ring`` > 0 the text space is two blocks of C channels, [appearanc
 rows live in the context block, every other column (t0 included) in the appearance block, and a token's embedding
 is [appearance embedding | context embedding] (mask_decoder.py). A dot product then compares location rows with
 the tissue around the token's mask and everything else with the token, and every consumer of similarities (losses,
-matcher, naming, reports) stays a plain dot product.
+matcher, naming, reports) stays a plain dot product. With ``aspect_heads`` the text space is 1 + |BANK_ASPECTS|
+blocks of C channels the same way: t0 in block 0, the rows of bank aspect a in block a + 1, and the token's embedding
+one head per block (mask_decoder.py, "Aspect heads").
 
 Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
@@ -147,7 +149,7 @@ class MaleniaNet(nn.Module):
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
                  mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False,
-                 context_source: str = "feature", match_paragraphs: bool = False):
+                 context_source: str = "feature", match_paragraphs: bool = False, aspect_heads: bool = False):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -175,6 +177,7 @@ class MaleniaNet(nn.Module):
         # Prediction-time calibration (``set_seen_penalty``; 0 = none): plain attributes, never in a checkpoint.
         self.seen_penalty = 0.0
         self.seen_classes: Optional[torch.Tensor] = None     # [K] bool: class k is one the model was trained on
+        self.aspect_heads = bool(aspect_heads)
         self.unet = unet
         self.conv_op = unet.encoder.conv_op
         self.num_tokens = num_tokens
@@ -193,7 +196,8 @@ class MaleniaNet(nn.Module):
                                              self.conv_op, num_tokens=num_tokens, token_dim=token_dim,
                                              num_heads=num_heads, ffn_ratio=ffn_ratio, mask_dim=pixel_channels,
                                              mask_pooling=mask_pooling, context_ring=context_ring,
-                                             masked_attention=masked_attention, context_source=context_source)
+                                             masked_attention=masked_attention, context_source=context_source,
+                                             text_blocks=1 + len(BANK_ASPECTS) if self.aspect_heads else 1)
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -273,25 +277,43 @@ class MaleniaNet(nn.Module):
     def has_context(self) -> bool:
         return self.mask_decoder.context_proj is not None
 
+    @property
+    def text_blocks(self) -> int:
+        """C-wide blocks of the text space: 1, 2 with a context embedding, 1 + |BANK_ASPECTS| with aspect heads."""
+        return self.mask_decoder.embedding_dim // self.token_dim
+
+    def column_blocks(self) -> Optional[torch.Tensor]:
+        """[R+1] long: the block each text column lives in (t0 first; -1: in none, the column is zero), or None for
+        a one-block text space. Context: location and organ rows in block 1, the rest in 0. Aspect heads: t0 in 0,
+        a row of bank aspect a in a + 1, rows without an aspect (-1) in none."""
+        if self.has_context:
+            aspects = torch.tensor(CONTEXT_ASPECTS, device=self.row_aspect.device)
+            blocks = torch.isin(self.row_aspect, aspects).long()                     # [R]
+        elif self.aspect_heads:
+            blocks = torch.where(self.row_aspect >= 0, self.row_aspect + 1, -1)      # [R]
+        else:
+            return None
+        return torch.cat((blocks.new_zeros(1), blocks))                              # [R+1]
+
     def text_embeddings(self) -> torch.Tensor:
-        """[R+1, E] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings). E = C, or 2C with a context
-        embedding: location and organ rows in the context block [C:], the others in the appearance block [:C]."""
+        """[R+1, E] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings). E = C, or text_blocks x C, each
+        column non-zero in its own block only (``column_blocks``)."""
         weight = self.text_mlp[0].weight
         bank = self.text_mlp(self.bank_embeddings.to(weight.dtype))            # [R, C]
         text = F.normalize(torch.cat((self.t0.unsqueeze(0), bank), dim=0), dim=-1)   # [R+1, C]
-        if not self.has_context:
+        blocks = self.column_blocks()                                            # [R+1] or None
+        if blocks is None:
             return text
-        aspects = torch.tensor(CONTEXT_ASPECTS, device=self.row_aspect.device)
-        in_context = torch.isin(self.row_aspect, aspects)                        # [R]
-        in_context = torch.cat((in_context.new_zeros(1), in_context)).unsqueeze(1).to(text.dtype)   # [R+1, 1]
-        return torch.cat((text * (1 - in_context), text * in_context), dim=1)   # [R+1, 2C]
+        place = F.one_hot(blocks.clamp_min(0), self.text_blocks).to(text.dtype)  # [R+1, n]
+        place = place * (blocks >= 0).unsqueeze(1).to(text.dtype)                # rows in no block: all zero
+        return (place.unsqueeze(-1) * text.unsqueeze(1)).flatten(1)              # [R+1, n, C] -> [R+1, n*C]
 
     def fold_text(self, text: torch.Tensor) -> torch.Tensor:
         """[..., E] text-space columns -> [..., C] token-space (each column is non-zero in one block only, so the
-        blocks' sum is the column's own embedding); the identity without a context embedding."""
-        if not self.has_context:
+        blocks' sum is the column's own embedding); the identity for a one-block text space."""
+        if self.text_blocks == 1:
             return text
-        return text[..., :self.token_dim] + text[..., self.token_dim:]
+        return text.unflatten(-1, (self.text_blocks, self.token_dim)).sum(-2)   # [..., n, C] -> [..., C]
 
     def _similarity(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor]) -> torch.Tensor:
         """Cosine similarity of tokens and text columns, unscaled: [B, Q, E] x [R+1, E] -> [B, Q, R+1]."""

@@ -32,6 +32,16 @@ With ``context_source="feature"`` the shell reads the finest decoder feature, wh
 itself, so the shell can still encode the lesion's look (the diagnosis of that A/B). ``context_source="image"``
 reads the input intensities instead, as a learnable soft histogram per voxel (``IntensityBins``): a shell voxel then
 sees only its own tissue, and the context embedding can only learn location from the tissue around the lesion.
+
+Aspect heads (``text_blocks=n > 1``; not in the paper): the text head gives a token n embeddings of C channels, each
+L2-normalised on its own ([B, Q, n*C]); MaleniaNet puts t0 in block 0 and each bank aspect's rows in a block of
+their own (malenia_net.py, "text space"), so a token meets location rows through one head, density rows through
+another, and so on. Why: one embedding aligned with all eight descriptions of a lesion at once settles on the
+centroid of its disease's descriptions, and every aspect is then read off that centroid. On the CPU regime an unseen
+liver cyst was described as a kidney cyst in all eight aspects, "left kidney" included (location precision 0.07 on
+unseen lesions, 0.63 on seen ones). A head per aspect is a classifier of that aspect's values, and for an aspect whose
+value varies within a disease (location: left/right kidney, liver lobes, pancreas head/body/tail) it has to learn the
+aspect from what the image shows rather than from which disease the lesion resembles.
 """
 from __future__ import annotations
 
@@ -211,12 +221,18 @@ class MaskTokenDecoder(nn.Module):
     on (module docstring).
     context_source: what the context shell reads: "feature" (the per-pixel feature) or "image" (the input
     intensities through ``IntensityBins``; ``forward`` then needs ``image``).
+    text_blocks: text-space embeddings per token (1: one shared; n > 1: aspect heads, module docstring); not together
+    with a context embedding.
     """
 
     def __init__(self, in_channels: Dict[int, int], scale_of_block: Sequence[int], conv_op, *, num_tokens: int,
                  token_dim: int, num_heads: int, ffn_ratio: int, mask_dim: int, mask_pooling: bool = False,
-                 context_ring: int = 0, masked_attention: bool = False, context_source: str = "feature"):
+                 context_ring: int = 0, masked_attention: bool = False, context_source: str = "feature",
+                 text_blocks: int = 1):
         super().__init__()
+        assert text_blocks >= 1 and not (text_blocks > 1 and context_ring), (
+            f"text_blocks must be >= 1, and 1 with a context embedding; got {text_blocks} (context_ring {context_ring})")
+        self.text_blocks = int(text_blocks)
         self.masked_attention = bool(masked_attention)
         self.num_heads = num_heads
         self.scale_of_block = [int(i) for i in scale_of_block]
@@ -234,10 +250,10 @@ class MaskTokenDecoder(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(token_dim, num_heads, ffn_ratio) for _ in self.scale_of_block)
         # Heads shared by all blocks, so every block's tokens live in the same text space / mask space.
         self.decoder_norm = nn.LayerNorm(token_dim)
-        self.text_head = nn.Linear(token_dim, token_dim)
+        self.text_head = nn.Linear(token_dim, token_dim * self.text_blocks)
         self.mask_embed = mlp((token_dim, token_dim, mask_dim))
         # Zero-initialised: training starts from the paper's embedding and learns how much the pooled feature adds.
-        self.pool_proj = nn.Linear(mask_dim, token_dim) if mask_pooling else None
+        self.pool_proj = nn.Linear(mask_dim, token_dim * self.text_blocks) if mask_pooling else None
         if self.pool_proj is not None:
             nn.init.zeros_(self.pool_proj.weight)
             nn.init.zeros_(self.pool_proj.bias)
@@ -253,8 +269,8 @@ class MaskTokenDecoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        """Width of the text-space embeddings: C, or 2C with a context embedding."""
-        return self.token_dim * (2 if self.context_proj is not None else 1)
+        """Width of the text-space embeddings: C, 2C with a context embedding, n*C with n aspect heads."""
+        return self.token_dim * (2 if self.context_proj is not None else self.text_blocks)
 
     def _memory(self, feature: torch.Tensor, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         proj = self.input_proj[str(index)](feature)                    # [B, C, *s]
@@ -291,8 +307,8 @@ class MaskTokenDecoder(nn.Module):
         computed, not returned).
 
         Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, E] (text space,
-        E = ``embedding_dim``: C L2-normalised, or [appearance | context] each L2-normalised; a block without a
-        mask ("last") has a zero context half), "masks": L x [B, Q, *S'] for "all", [last block's] for "last", []
+        E = ``embedding_dim``: C L2-normalised, [appearance | context] or n aspect heads, each C-wide block
+        L2-normalised; a block without a mask ("last") has a zero context half), "masks": L x [B, Q, *S'] for "all", [last block's] for "last", []
         for "none"}.
         """
         assert masks in ("all", "last", "none"), f"masks must be 'all', 'last' or 'none'; got {masks!r}"
@@ -313,7 +329,7 @@ class MaskTokenDecoder(nn.Module):
             tokens = block(tokens, memory, query_pos, memory_pos, blocked)   # [B, Q, C]
             normed = self.decoder_norm(tokens)                               # [B, Q, C]
             out["tokens"].append(normed)
-        text = [self.text_head(t) for t in out["tokens"]]                    # L x [B, Q, C], before normalising
+        text = [self.text_head(t) for t in out["tokens"]]                    # L x [B, Q, n*C], before normalising
         context: List[Optional[torch.Tensor]] = [None] * len(text)           # L x [B, Q, C] where a mask exists
         reads_masks = self.pool_proj is not None or self.context_proj is not None
         if pixel_feature is not None and (masks != "none" or reads_masks):
@@ -330,13 +346,15 @@ class MaskTokenDecoder(nn.Module):
                             else None)                                          # [B, Cm or H, *S']
             for i, m in zip(range(first, len(text)), block_masks):
                 if pooled is not None:
-                    text[i] = text[i] + self.pool_proj(pooled[i - first].to(text[i].dtype))   # [B, Q, C]
+                    text[i] = text[i] + self.pool_proj(pooled[i - first].to(text[i].dtype))   # [B, Q, n*C]
                 if self.context_proj is not None:
                     ring = ring_pooled_features(m, shell_source, self.context_ring)    # [B, Q, Cm or H]
                     context[i] = self.context_proj(ring.to(text[i].dtype))             # [B, Q, C]
             if masks != "none":
                 out["masks"] = block_masks
-        embeddings = [F.normalize(t, dim=-1) for t in text]                     # L x [B, Q, C], text space
+        # each head's block on its own: [B, Q, n*C] -> [B, Q, n, C] -> unit length per block -> [B, Q, n*C]
+        embeddings = [F.normalize(t.unflatten(-1, (self.text_blocks, self.token_dim)), dim=-1).flatten(-2)
+                      for t in text]                                            # L x [B, Q, n*C], text space
         if self.context_proj is not None:
             embeddings = [torch.cat((e, torch.zeros_like(e) if c is None else F.normalize(c, dim=-1)), dim=-1)
                           for e, c in zip(embeddings, context)]                 # L x [B, Q, 2C]

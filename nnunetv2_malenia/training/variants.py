@@ -129,6 +129,12 @@ class nnUNetTrainerMalenia_TissueContext(nnUNetTrainerMalenia_ContextLocation):
                                     context_source="image")
 
 
+class nnUNetTrainerMalenia_AspectHeads(nnUNetTrainerMalenia):
+    """One text head per bank aspect: a token meets each aspect's descriptions through its own embedding instead of
+    one embedding for all eight (network/mask_decoder.py, "Aspect heads")."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, aspect_heads=True)
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -181,6 +187,10 @@ class nnUNetTrainerMalenia_ContextLocation_CPUDemo(nnUNetTrainerMalenia_CPUDemo)
 
 class nnUNetTrainerMalenia_TissueContext_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_TissueContext.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_AspectHeads_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_AspectHeads.malenia_network_settings
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
