@@ -177,7 +177,6 @@ class MaleniaNet(nn.Module):
         # Prediction-time calibration (``set_seen_penalty``; 0 = none): plain attributes, never in a checkpoint.
         self.seen_penalty = 0.0
         self.seen_classes: Optional[torch.Tensor] = None     # [K] bool: class k is one the model was trained on
-        self.aspect_heads = bool(aspect_heads)
         self.unet = unet
         self.conv_op = unet.encoder.conv_op
         self.num_tokens = num_tokens
@@ -197,7 +196,7 @@ class MaleniaNet(nn.Module):
                                              num_heads=num_heads, ffn_ratio=ffn_ratio, mask_dim=pixel_channels,
                                              mask_pooling=mask_pooling, context_ring=context_ring,
                                              masked_attention=masked_attention, context_source=context_source,
-                                             text_blocks=1 + len(BANK_ASPECTS) if self.aspect_heads else 1)
+                                             text_blocks=1 + len(BANK_ASPECTS) if aspect_heads else 1)
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -289,7 +288,7 @@ class MaleniaNet(nn.Module):
         if self.has_context:
             aspects = torch.tensor(CONTEXT_ASPECTS, device=self.row_aspect.device)
             blocks = torch.isin(self.row_aspect, aspects).long()                     # [R]
-        elif self.aspect_heads:
+        elif self.text_blocks > 1:                                                   # aspect heads
             blocks = torch.where(self.row_aspect >= 0, self.row_aspect + 1, -1)      # [R]
         else:
             return None

@@ -38,10 +38,11 @@ L2-normalised on its own ([B, Q, n*C]); MaleniaNet puts t0 in block 0 and each b
 their own (malenia_net.py, "text space"), so a token meets location rows through one head, density rows through
 another, and so on. Why: one embedding aligned with all eight descriptions of a lesion at once settles on the
 centroid of its disease's descriptions, and every aspect is then read off that centroid. On the CPU regime an unseen
-liver cyst was described as a kidney cyst in all eight aspects, "left kidney" included (location precision 0.07 on
-unseen lesions, 0.63 on seen ones). A head per aspect is a classifier of that aspect's values, and for an aspect whose
-value varies within a disease (location: left/right kidney, liver lobes, pancreas head/body/tail) it has to learn the
-aspect from what the image shows rather than from which disease the lesion resembles.
+kidney tumour in the right kidney was described as a kidney cyst in all eight aspects, "left kidney" included
+(location precision 0.07 on unseen lesions, 0.63 on seen ones). A head per aspect is a classifier of that aspect's
+values, and for an aspect whose value varies within a disease (location: left/right kidney, liver lobes, pancreas
+head/body/tail) it has to learn the aspect from what the image shows rather than from which disease the lesion
+resembles.
 """
 from __future__ import annotations
 
@@ -231,7 +232,8 @@ class MaskTokenDecoder(nn.Module):
                  text_blocks: int = 1):
         super().__init__()
         assert text_blocks >= 1 and not (text_blocks > 1 and context_ring), (
-            f"text_blocks must be >= 1, and 1 with a context embedding; got {text_blocks} (context_ring {context_ring})")
+            f"text_blocks must be >= 1, and 1 with a context embedding; got {text_blocks} "
+            f"(context_ring {context_ring})")
         self.text_blocks = int(text_blocks)
         self.masked_attention = bool(masked_attention)
         self.num_heads = num_heads
@@ -308,8 +310,8 @@ class MaskTokenDecoder(nn.Module):
 
         Returns {"tokens": L x [B, Q, C] (normalised by decoder_norm), "embeddings": L x [B, Q, E] (text space,
         E = ``embedding_dim``: C L2-normalised, [appearance | context] or n aspect heads, each C-wide block
-        L2-normalised; a block without a mask ("last") has a zero context half), "masks": L x [B, Q, *S'] for "all", [last block's] for "last", []
-        for "none"}.
+        L2-normalised; a block without a mask ("last") has a zero context half), "masks": L x [B, Q, *S'] for
+        "all", [last block's] for "last", [] for "none"}.
         """
         assert masks in ("all", "last", "none"), f"masks must be 'all', 'last' or 'none'; got {masks!r}"
         b = features[0].shape[0]
