@@ -300,7 +300,8 @@ def test_predictor_naming_rule_override_keeps_the_trained_rule_by_default():
     with pytest.raises(SystemExit):                           # argparse refuses it before anything loads
         _parser().parse_args(["-i", "x", "-o", "y", "--naming-rule", "vote"])
     with pytest.raises(SystemExit):
-        _parser().parse_args(["-i", "x", "-o", "y", "--seen-penalty", "-1"])
+        _parser().parse_args(["-i", "x", "-o", "y", "--seen-penalty", "nan"])
+    assert _parser().parse_args(["-i", "x", "-o", "y", "--seen-penalty", "-1"]).seen_penalty == -1.0   # a bonus
 
 
 def test_predictor_seen_penalty_marks_the_classes_the_model_was_trained_on():

@@ -392,9 +392,9 @@ def test_naming_rules_share_the_lesion_probability_and_differ_only_in_naming():
     assert torch.allclose(*background, atol=1e-6)
 
 
-def test_seen_penalty_moves_only_the_naming_and_only_away_from_seen_classes():
+def test_seen_penalty_moves_only_the_naming_and_only_between_seen_and_unseen_classes():
     # calibrated stacking: lesion probability (so the segmentation) unchanged; the seen/unseen odds of every token
-    # fall by exp(penalty); within the seen (and within the unseen) classes the odds stay; 0 is the identity
+    # fall by exp(penalty) (rise, for a negative one); within the seen (and within the unseen) classes the odds stay; 0 is the identity
     net = build(num_bank_rows=40, num_classes=6)
     emb = F.normalize(torch.randn(2, 5, 32), dim=-1)                          # [B, Q, C]
     text = net.text_embeddings().detach()
@@ -410,12 +410,15 @@ def test_seen_penalty_moves_only_the_naming_and_only_away_from_seen_classes():
     masks = torch.randn(2, 5, 4, 4, 4)
     background = [dense_logits(logits, masks)[:, 0].exp() for logits in (plain, calibrated)]   # 1 - L + eps
     assert torch.allclose(*background, atol=1e-6)
+    net.set_seen_penalty(-0.5, seen)                                          # a bonus: odds rise by exp(0.5)
+    assert torch.allclose(odds(net.class_logits(emb, text).softmax(-1)), odds(p) * torch.exp(torch.tensor(0.5)),
+                          rtol=1e-4)
     net.set_seen_penalty(0.0)
     assert torch.equal(net.class_logits(emb, text), plain)
     with pytest.raises(AssertionError, match="seen_classes must be"):
-        net.set_seen_penalty(1.0, seen[:3])
-    with pytest.raises(AssertionError, match=">= 0"):
-        net.set_seen_penalty(-1.0, seen)
+        net.set_seen_penalty(-1.0, seen[:3])
+    with pytest.raises(AssertionError, match="finite"):
+        net.set_seen_penalty(float("nan"), seen)
 
 
 def test_aspect_vote_ranks_by_vote_fraction_and_breaks_ties_by_best_match():

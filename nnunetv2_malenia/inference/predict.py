@@ -16,6 +16,7 @@ connected component of every nonzero label is a lesion), each named by the model
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 from pathlib import Path
@@ -39,11 +40,11 @@ PREDICTION_RECORD = "malenia_prediction.json"
 RECORD_FORMAT = 1
 
 
-def non_negative_float(text: str) -> float:
-    """argparse type of --seen-penalty: a number >= 0 (argparse turns the ValueError into a usage error)."""
+def finite_float(text: str) -> float:
+    """argparse type of --seen-penalty: a finite number (argparse turns the errors into a usage error)."""
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -69,11 +70,12 @@ def _parser() -> argparse.ArgumentParser:
                         "over aspects of the best similarity among the disease's accepted rows) or aspect_vote (the "
                         "paper: per aspect the best row, then the share of aspects whose row the disease accepts); "
                         "lesion vs background is the same under both. Default: the rule the model was trained with")
-    p.add_argument("--seen-penalty", type=non_negative_float, default=0.0, metavar="G",
+    p.add_argument("--seen-penalty", type=finite_float, default=0.0, metavar="G",
                    help="lower the logits of the diseases the model was trained on by G when naming a lesion "
                         "(calibrated stacking for generalised zero-shot prediction; lesion vs background is "
-                        "unchanged). Choose G on held-out cases of seen and unseen diseases, never on the test set. "
-                        "Default 0")
+                        "unchanged). A negative G raises them instead, for a model biased towards the unseen "
+                        "diseases (single-positive alignment). Choose G on held-out cases of seen and unseen "
+                        "diseases, never on the test set. Default 0")
     p.add_argument("--describe-masks", metavar="MASKS_DIR",
                    help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
     p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")

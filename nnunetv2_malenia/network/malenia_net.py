@@ -20,6 +20,7 @@ only the stored bank buffers.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -341,10 +342,11 @@ class MaleniaNet(nn.Module):
         return F.one_hot(best, num_classes=sim.shape[-1]).to(embeddings.dtype)          # [B, Q, A, R+1]
 
     def set_seen_penalty(self, penalty: float, seen_classes: Optional[torch.Tensor] = None) -> None:
-        """Lower the seen classes' logits by ``penalty`` in the disease split (``seen_penalty_logits``).
+        """Lower the seen classes' logits by ``penalty`` in the disease split (``seen_penalty_logits``); a negative
+        penalty raises them (a model biased towards the unseen diseases, e.g. single-positive alignment).
         seen_classes [K] bool over the current classes (K = ``num_classes``; call after ``set_class_row_mask``)."""
-        assert penalty >= 0, f"seen penalty must be >= 0; got {penalty}"
-        if penalty > 0:
+        assert math.isfinite(penalty), f"seen penalty must be a finite number; got {penalty}"
+        if penalty != 0:
             assert seen_classes is not None and tuple(seen_classes.shape) == (self.num_classes,), (
                 f"seen_classes must be [{self.num_classes}] bool for a penalty; got "
                 f"{None if seen_classes is None else tuple(seen_classes.shape)}")
@@ -360,7 +362,7 @@ class MaleniaNet(nn.Module):
             logits = self.aspect_vote_logits(embeddings, text_embeddings)
         else:
             logits = self.best_match_logits(embeddings, text_embeddings)
-        if self.seen_penalty > 0:
+        if self.seen_penalty != 0:
             assert self.seen_classes is not None and self.seen_classes.numel() == logits.shape[-1] - 1, (
                 "the seen penalty's class mask does not match the classes: set_seen_penalty after the classes")
             logits = seen_penalty_logits(logits, self.seen_classes, self.seen_penalty)
