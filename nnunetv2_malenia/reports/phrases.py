@@ -67,7 +67,7 @@ _BODY = r"(?:chest|thorax|thoracic|lung|abdominal|abdomen|pelvic|abdominopelvic|
         r"pancreatic|multiphase|multiphasic|triphasic|biphasic|dual[- ]phase|low[- ]dose|helical|spiral)"
 _NOT_NEGATED_ENH = r"(?<!non-)(?<!non)(?<!un)"
 ENHANCEMENT = (
-    rule(rf"\b(?:non[- ]?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced|pre[- ]?contrast)"
+    rule(rf"\b(?:non[- ]?(?:(?:IV|i\.v\.|intravenous)[- ])?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced|pre[- ]?contrast)"
          rf"(?:\s+(?:{_BODY}\s+){{0,2}}{_STUDY})?", "non_contrast"),
     rule(rf"\bplain(?:[- ]scan|\s+(?:{_BODY}\s+){{0,2}}{_STUDY})\b|\b{_STUDY} \(?plain(?: scan)?\b|\bNCCT\b",
          "non_contrast"),
@@ -76,7 +76,8 @@ ENHANCEMENT = (
     Rule(r"\b(?:without|no) (?:(?:intravenous|IV|i\.v\.|oral) )?contrast(?: (?:medium|agent|material|administration)|"
          r" (?:was |were )?(?:given|administered|used))?\b(?![\s-]*(?:enhanc|uptake|extravasat|fill|opacif))",
          ("non_contrast",), 0.95, ("non_contrast",)),
-    rule(rf"{_NOT_NEGATED_ENH}\b(?:contrast[- ]enhanced|post[- ]?contrast|CECT|CTA)\b|"
+    rule(rf"{_NOT_NEGATED_ENH}\b(?:contrast[- ]enhanced|post[- ]?contrast|CECT|CTA|CTPA|CTU)\b|"
+         r"\bCT (?:pulmonary |coronary |mesenteric |abdominal |renal )?(?:angiogra(?:m|phy)|urogra(?:m|phy))\b|"
          rf"(?<!non-)(?<!non )\bcontrast\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
          rf"{_NOT_NEGATED_ENH}\benhanced\s+(?:{_BODY}\s+){{0,2}}{_STUDY}\b|"
          r"\b(?:with|after|following|post) (?:the )?(?:(?:intravenous|IV|i\.v\.) )?(?:administration of )?contrast\b",
@@ -95,7 +96,7 @@ SHAPE = (
     rule(rf"\birregular(?:ly)?(?:[- ]shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
     rule(r"\b(?:lobulated|lobular|lobulations?)\b", "lobulated"),
     # ("patchy enhancement" is a density variation, not a shape)
-    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b(?!\s+enhanc)",
+    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b(?!\s+(?:[\w-]+\s+)?enhanc)",
          "irregular", confidence=0.8),
     # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
     rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular|asymmetric(?:al)?(?:ly)?|segmental)\b"
@@ -120,7 +121,7 @@ _DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
 # than the adjacent bowel wall", "similar to the normal liver parenchyma").
 REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|"
                     r"background|remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|"
-                    r"gastric|gallbladder)\s+wall|wall|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
+                    r"gastric|gallbladder)\s+wall|wall|(?:(?:bowel|intestinal|colonic|rectal|gastric)\s+)?mucosa|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
                     r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue|colon|bowel|"
                     r"rectum|stomach)\b")
 _LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
@@ -157,14 +158,23 @@ _EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating
 DENSITY_VARIATION = (
     # "homogenous" / "heterogenous": the common spellings without the second e are accepted
     rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
-         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:density|attenuation))\b"
+         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:(?:internal|inner|intrinsic)\s+)?(?:density|attenuation)|"
+         rf"(?:variable|varying)\s+(?:{_EVEN_NOUNS}))\b"
          rf"{_NOT_THICKENING}", "heterogeneous"),
     rule(rf"\b(?:homogene?ous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
          "homogeneous", negated="heterogeneous"),
     # "the attenuation of the lesion is even", "its density appears uneven"
     rule(rf"\b{_EVEN_NOUNS}\b[^.;]{{0,40}}?\b(?:is|are|was|appears?|remains?)\s+(?:\w+\s+)?even\b|"
          rf"\b{_EVEN_NOUNS}\s+(?:not\s+)?even(?:ly)?\b", "homogeneous", negated="heterogeneous"),
-    rule(r"\b(?:patchy|mottled|nodular|blotchy)\s+enhancement\b", "heterogeneous", confidence=0.85),
+    rule(r"\b(?:patchy|mottled|nodular|blotchy)\s+(?:(?:internal|inner|intralesional)\s+)?enhancement\b",
+         "heterogeneous", confidence=0.85),
+    # Contents that make a lesion's density uneven without the word: air in a solid lesion, compartments, debris or
+    # solid parts in a cyst. Weaker than an explicit statement; "without septa or mural nodules" (and a unilocular or
+    # simple cyst) reads as homogeneous.
+    rule(r"\b(?:cavitat\w*|cavitary|cavit(?:y|ies)|bubbl(?:y|es?|e-like)|air bronchograms?|vacuol\w*|"
+         r"multilocul\w*|septat\w*|septa|(?:internal )?debris|mural nodules?|solid (?:components?|portions?))\b",
+         "heterogeneous", confidence=0.7, negated="homogeneous"),
+    rule(r"\b(?:unilocular|simple(?:[- ]appearing)?(?= cyst))\b", "homogeneous", confidence=0.6),
     # "the margin is uneven" describes the outline (SURFACE), not the density
     block(rf"\b{EDGE}\b[^.;]{{0,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:uneven|non[- ]?uniform)\b"),
     # "mixed hyperdense lesion" implies parts of other density; weaker than an explicit statement.
@@ -187,11 +197,14 @@ SURFACE = (
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
     # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
-    rule(r"\b(?:sharply|clearly|well)[- ](?:demarcated|marginated|delineated|defined|circumscribed|outlined)\b",
+    rule(r"\b(?:sharply|clearly|well|smoothly)[- ](?:demarcated|marginated|delineated|defined|circumscribed|outlined)\b",
          "well_defined",
          confidence=0.85, negated="ill_defined"),
     rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
          confidence=0.85),
+    # a cyst's wall is its outline ("smooth walls", "smooth-walled"); smooth wall thickening is a shape
+    rule(r"\bsmooth(?:ly)?(?:[- ]walled\b|\s+(?:inner\s+|outer\s+)?walls?\b(?!\s+thicken))", "well_defined",
+         confidence=0.8),
 )
 
 # Words of a hollow organ's own wall and of the fat around a lesion (RELATIONSHIP blocks them; for the colon they are
@@ -242,10 +255,11 @@ RELATIONSHIP = (
     # visible" is its negation, a lost plane.
     rule(rf"\b(?:clear|preserved|intact) {FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,40}}?\b(?:(?:is|are|remains?|appears?)\s+)?(?:\w+\s+)?(?:clear|clean|preserved|"
-         rf"intact|maintained|visible|seen|identified|present)\b",
+         rf"intact|maintained|visible|seen|identified|present|appreciable|appreciated|discernible|demonstrable|"
+         rf"definable)\b",
          "not_close", negated="close_unclear_boundary"),
     rule(r"\bseparat(?:ed?|es|ing)\s+(?:it|them|the (?:lesion|mass|nodule|tumou?r|cyst))?\s*from\b|"
-         r"\b(?:away|distant|remote) from\b|\bat a distance from\b", "not_close",
+         r"\b(?:away|distant|remote) from\b|\bat a distance from\b|\b(?:well |widely )?clear of\b", "not_close",
          confidence=0.8, negated="close_unclear_boundary"),
     # Word-for-word translations put the neighbour first: "with the left ureter boundary unclear"
     # (与左输尿管分界不清); "not clear" carries its own negation, so the value is the same either way.
@@ -265,7 +279,7 @@ RELATIONSHIP = (
          rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{ILL}|disappeared|lost|vanished|obliterated)\b|"
          rf"\b{EDGE}\s+between\s+[\w\s-]{{1,40}}?\bcannot be (?:clearly\s+)?(?:identified|seen|distinguished|"
          rf"delineated|defined)\b", "close_unclear_boundary"),
-    rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
+    rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|draped (?:over|around)|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
          r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign)|"
          r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in)|tether(?:ed|ing|s)? to)\b",
          "close_unclear_boundary", confidence=0.75, negated="not_close"),
