@@ -82,8 +82,17 @@ pancreas, colon, lung, gallbladder, spleen); the spreadsheet's reports, and so t
     contrast CT", "CTPA", "brighter than the adjacent colonic mucosa", "smoothly marginated", a cyst's "smooth
     walls", "lies well clear of", "no fat plane is appreciable", "draped over". Fixed as general wordings (the seen
     sheets' 303 reports parse to the same values in every aspect, with and without coding defaults): 100 on every
-    aspect. Across the seven held-back sets every aspect has read >= 88.9 % at first reading except relationship
-    (62.5-88.9 %), surface (72.7-100 %), density (78.6-100 %) and density variation (61.1-100 %).
+    aspect.
+  report_paraphrases_holdout8.tsv: 15 whole reports for the same three organs in the spreadsheet's register (Chinese
+    reports translated word for word: "plain scan", "fat gap", "serous membrane", "burrs", "vacuole sign",
+    "separation" for a septum), measured once: 100 / 100 / 100 / 100 / 93.3 / 86.7 / 46.7. Relationship fell
+    furthest: "the boundary between the lesion and the left kidney is not clear" (a clear boundary negated in
+    place), "no obvious connection between", "not close to", "not related to", "clearly demarcated from", "the fat
+    space between them disappears" (present tense), "an indistinct fat layer", "wraps the splenic artery"; also "the
+    serous membrane surface is rough" and "with separation inside". Fixed as general wordings (seen sheets' 303
+    reports unchanged in every aspect): 100 on every aspect. Across the eight held-back sets every aspect has read
+    >= 88.9 % at first reading except relationship (46.7-88.9 %), surface (72.7-100 %), density (78.6-100 %) and
+    density variation (61.1-100 %).
 
 Sentence-encoder fallback (--encoder: the offline all-MiniLM-L6-v2, nearest vocabulary description per sentence).
 Measured, not adopted: alone it reads 84.6 / 64.3 / 72.4 / 53.9 / 57.0 / 58.9 / 72.3 % of the four paraphrase sets
@@ -116,7 +125,7 @@ CODED_ASPECTS = tuple(a for a in ASPECTS if a != "specific_features")      # col
 DEFAULT_XLSX = Path(__file__).resolve().parents[2] / "shared" / "data" / "malenia_annotations" / "annotations_dev.xlsx"
 DEFAULT_PARAPHRASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "report_paraphrases.tsv"
 DEFAULT_HOLDOUT = [Path(__file__).resolve().parents[1] / "tests" / "data" / f"report_paraphrases_holdout{n}.tsv"
-                   for n in ("", "2", "3", "4", "5", "6", "7")]
+                   for n in ("", "2", "3", "4", "5", "6", "7", "8")]
 
 
 @dataclass(frozen=True)

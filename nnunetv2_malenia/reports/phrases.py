@@ -44,8 +44,12 @@ WELL = (r"(?:well[- ]defined|well[- ]circumscribed|well[- ]demarcated|clearly[- 
         r"well[- ]preserved)")
 # The lesion's outline: margins of solid organs' lesions, the serosa / outer contour of a hollow organ's wall.
 EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demarcation|interface|serosa|"
-        r"serosal? (?:surface|layer|side)|outer (?:surface|wall|membrane|layer)|adventitia)")
+        r"serosal? (?:surface|layer|side)|serous (?:membrane|coat|layer|surface)(?: surface)?|"
+        r"outer (?:surface|wall|membrane|layer)|adventitia)")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
+# ILL, or a clear boundary negated in place: "the boundary between the lesion and the kidney is not clear"
+UNCLEAR = rf"(?:{ILL}|not\s+(?:very\s+|so\s+)?(?:clear(?:ly (?:seen|visible|defined))?|distinct|sharp|well[- ]defined|"\
+          rf"visible|seen))"
 # "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
 FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
 # Words after a density term that make it describe a part of the lesion, not the lesion as a whole.
@@ -67,7 +71,8 @@ _BODY = r"(?:chest|thorax|thoracic|lung|abdominal|abdomen|pelvic|abdominopelvic|
         r"pancreatic|multiphase|multiphasic|triphasic|biphasic|dual[- ]phase|low[- ]dose|helical|spiral)"
 _NOT_NEGATED_ENH = r"(?<!non-)(?<!non)(?<!un)"
 ENHANCEMENT = (
-    rule(rf"\b(?:non[- ]?(?:(?:IV|i\.v\.|intravenous)[- ])?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced|pre[- ]?contrast)"
+    rule(rf"\b(?:non[- ]?(?:(?:IV|i\.v\.|intravenous)[- ])?contrast(?:[- ]enhanced)?|unenhanced|non[- ]?enhanced|"
+         rf"pre[- ]?contrast)"
          rf"(?:\s+(?:{_BODY}\s+){{0,2}}{_STUDY})?", "non_contrast"),
     rule(rf"\bplain(?:[- ]scan|\s+(?:{_BODY}\s+){{0,2}}{_STUDY})\b|\b{_STUDY} \(?plain(?: scan)?\b|\bNCCT\b",
          "non_contrast"),
@@ -96,7 +101,8 @@ SHAPE = (
     rule(rf"\birregular(?:ly)?(?:[- ]shaped| shape| in shape)?\b(?!\s+(?:[\w-]+\s+)?{EDGE})", "irregular"),
     rule(r"\b(?:lobulated|lobular|lobulations?)\b", "lobulated"),
     # ("patchy enhancement" is a density variation, not a shape)
-    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b(?!\s+(?:[\w-]+\s+)?enhanc)",
+    rule(r"\b(?:patchy|flaky|strip[- ]like|infiltrative|wedge[- ]shaped|amorphous|stellate)\b"
+         r"(?!\s+(?:[\w-]+\s+)?enhanc)",
          "irregular", confidence=0.8),
     # Hollow organs: wall thickening that is uneven, circumferential or annular is not round-like.
     rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular|asymmetric(?:al)?(?:ly)?|segmental)\b"
@@ -121,7 +127,8 @@ _DENS = r"(?:density|attenuation|dens(?:e|ity)|attenuating|brightness|signal)"
 # than the adjacent bowel wall", "similar to the normal liver parenchyma").
 REFERENCE_TISSUE = (r"(?:(?:that of|those of)\s+)?(?:the\s+)?(?:(?:adjacent|surrounding|neighbou?ring|normal|"
                     r"background|remaining|residual|unaffected|nearby)\s+)*(?:(?:bowel|intestinal|colonic|rectal|"
-                    r"gastric|gallbladder)\s+wall|wall|(?:(?:bowel|intestinal|colonic|rectal|gastric)\s+)?mucosa|(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
+                    r"gastric|gallbladder)\s+wall|wall|(?:(?:bowel|intestinal|colonic|rectal|gastric)\s+)?mucosa|"
+                    r"(?:(?:renal|hepatic|liver|pancreatic|splenic)\s+)?parenchyma|"
                     r"liver|kidneys?|renal cortex|cortex|pancreas|gland|spleen|muscles?|soft tissue|colon|bowel|"
                     r"rectum|stomach)\b")
 _LOWER = rf"(?:(?:lower|less|decreased|reduced|slightly lower)\s+(?:in\s+)?{_DENS}|less (?:dense|attenuating)|" \
@@ -158,7 +165,8 @@ _EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating
 DENSITY_VARIATION = (
     # "homogenous" / "heterogenous": the common spellings without the second e are accepted
     rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
-         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|mixed[- ](?:(?:internal|inner|intrinsic)\s+)?(?:density|attenuation)|"
+         rf"non[- ]?uniform(?:ly)?|uneven(?:ly)?|mottled|variegated|"
+         rf"mixed[- ](?:(?:internal|inner|intrinsic)\s+)?(?:density|attenuation)|"
          rf"(?:variable|varying)\s+(?:{_EVEN_NOUNS}))\b"
          rf"{_NOT_THICKENING}", "heterogeneous"),
     rule(rf"\b(?:homogene?ous(?:ly)?|homogeneity|uniform(?:ly)?|even(?:ly)? {_EVEN_NOUNS})\b{_NOT_THICKENING}",
@@ -172,7 +180,8 @@ DENSITY_VARIATION = (
     # solid parts in a cyst. Weaker than an explicit statement; "without septa or mural nodules" (and a unilocular or
     # simple cyst) reads as homogeneous.
     rule(r"\b(?:cavitat\w*|cavitary|cavit(?:y|ies)|bubbl(?:y|es?|e-like)|air bronchograms?|vacuol\w*|"
-         r"multilocul\w*|septat\w*|septa|(?:internal )?debris|mural nodules?|solid (?:components?|portions?))\b",
+         r"multilocul\w*|septat\w*|septa|(?:internal )?debris|mural nodules?|solid (?:components?|portions?)|"
+         r"separations?(?!\s+(?:from|between|of|planes?)\b))\b",
          "heterogeneous", confidence=0.7, negated="homogeneous"),
     rule(r"\b(?:unilocular|simple(?:[- ]appearing)?(?= cyst))\b", "homogeneous", confidence=0.6),
     # "the margin is uneven" describes the outline (SURFACE), not the density
@@ -197,7 +206,8 @@ SURFACE = (
     rule(r"\b(?:ill[- ]?defined|poorly[- ]defined)\b", "ill_defined", confidence=0.8),
     rule(r"\b(?:well[- ]defined|well[- ]circumscribed)\b", "well_defined", confidence=0.8, negated="ill_defined"),
     # Participles that carry the margin themselves: "sharply demarcated", "poorly marginated", "blending into".
-    rule(r"\b(?:sharply|clearly|well|smoothly)[- ](?:demarcated|marginated|delineated|defined|circumscribed|outlined)\b",
+    rule(r"\b(?:sharply|clearly|well|smoothly)[- ](?:demarcated|marginated|delineated|defined|circumscribed|"
+         r"outlined)\b",
          "well_defined",
          confidence=0.85, negated="ill_defined"),
     rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
@@ -209,7 +219,8 @@ SURFACE = (
 
 # Words of a hollow organ's own wall and of the fat around a lesion (RELATIONSHIP blocks them; for the colon they are
 # the tumour's surface, see organ_phrases.SURFACE_BY_ORGAN).
-WALL_LAYER = (r"(?:(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|"
+WALL_LAYER = (r"(?:(?:sub)?serosa\w*(?:\s+(?:layer|surface))?|serous (?:membrane|coat|layer)|"
+              r"muscularis(?:\s+propria)?|(?:sub)?mucosa\w*|"
               r"muscle layer|(?:bowel|colonic|intestinal|rectal|gastric|gallbladder) wall)")
 SURROUNDING_FAT = (r"(?:surrounding|peri[\w-]+|adjacent|regional|mesenteric|mesorectal)\s+fat(?:ty)?(?:\s+(?:planes?|"
                     r"spaces?|gaps?|tissues?|layers?))?")
@@ -234,8 +245,10 @@ RELATIONSHIP = (
     rule(rf"\b{ILL}\s+(?:{EDGE}|{FAT_PLANE})\s+(?:with|from|between|to)\s+(?![\w\s-]{{0,25}}parenchyma)",
          "close_unclear_boundary"),
     # "the boundary with the bladder is unclear"; with the own parenchyma or unnamed tissue/fat it is the surface.
-    rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
-         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "close_unclear_boundary"),
+    # (UNCLEAR may be "not clear": the phrase carries its own negation, so the value is the same either way)
+    Rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?{UNCLEAR}\b", ("close_unclear_boundary",), 0.95,
+         ("close_unclear_boundary",)),
     # ... and "the boundary with the bladder is clear" / "a clear boundary with the bladder" is not close (the
     # surface rules still read the same words as the lesion's margin)
     rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
@@ -243,7 +256,8 @@ RELATIONSHIP = (
          rf"\b(?:clear|distinct|sharp|well[- ]defined)\s+{EDGE}\s+(?:with|from)\s+(?:the\s+)?"
          rf"(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)(?:adjacent|surrounding|neighbou?ring)?\s*[\w-]+",
          "not_close", confidence=0.85, negated="close_unclear_boundary"),
-    rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*)\b", "close_unclear_boundary", confidence=0.8,
+    rule(r"\b(?:invad\w*|invasion|infiltrat\w*|encas\w*|involv\w*|wrap(?:s|ped|ping)?(?: around)?)\b",
+         "close_unclear_boundary", confidence=0.8,
          negated="not_close"),
     # ... but growth into the lesion's own wall layers is depth, not a neighbour (see SURFACE_BY_ORGAN for the
     # serosa), and blurred surrounding fat names no organ: neither is a relationship statement.
@@ -259,7 +273,9 @@ RELATIONSHIP = (
          rf"definable)\b",
          "not_close", negated="close_unclear_boundary"),
     rule(r"\bseparat(?:ed?|es|ing)\s+(?:it|them|the (?:lesion|mass|nodule|tumou?r|cyst))?\s*from\b|"
-         r"\b(?:away|distant|remote) from\b|\bat a distance from\b|\b(?:well |widely )?clear of\b", "not_close",
+         r"\b(?:away|distant|remote) from\b|\bat a distance from\b|"
+         r"\b(?:clearly|well|sharply|distinctly)[- ](?:demarcated|separated|delineated) from\b|"
+         r"\b(?:well |widely )?clear of\b", "not_close",
          confidence=0.8, negated="close_unclear_boundary"),
     # Word-for-word translations put the neighbour first: "with the left ureter boundary unclear"
     # (与左输尿管分界不清); "not clear" carries its own negation, so the value is the same either way.
@@ -270,23 +286,27 @@ RELATIONSHIP = (
     rule(rf"\b(?:loss|obliteration|effacement|disappearance) of (?:the )?(?:\w+ )?{FAT_PLANE}\b|"
          rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:is|are|was|were|has been|have been) (?:\w+ )?(?:lost|obliterated|"
          rf"effaced|disappeared|indistinct|unclear|blurred|blurry|fuzzy|hazy)\b|"
-         rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:has |have )?(?:disappeared|vanished)\b|"
+         rf"\b{FAT_PLANE}\b[^.;]{{0,60}}?\b(?:has |have )?(?:disappear(?:s|ed)?|vanish(?:es|ed)?)\b|"
+         rf"\b{ILL}\s+(?:intervening\s+)?{FAT_PLANE}\b(?!\s+(?:around|surrounding))|"
          r"\b(?:obliterated|effaced|lost|absent)\s+fat(?:\s+(?:planes?|spaces?|gaps?))?\s+between\b|"
          r"\b(?:inseparable|indistinguishable) from\b|"
          r"\bcannot be (?:clearly )?(?:separated|distinguished) from\b", "close_unclear_boundary",
          negated="not_close"),
-    rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
-         rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{ILL}|disappeared|lost|vanished|obliterated)\b|"
+    Rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
+         rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{UNCLEAR}|disappeared|lost|vanished|obliterated)\b|"
          rf"\b{EDGE}\s+between\s+[\w\s-]{{1,40}}?\bcannot be (?:clearly\s+)?(?:identified|seen|distinguished|"
-         rf"delineated|defined)\b", "close_unclear_boundary"),
-    rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|draped (?:over|around)|(?:in )?(?:close |direct )?contact with|pleura[l]?[- ]based|"
+         rf"delineated|defined)\b", ("close_unclear_boundary",), 0.95,
+         ("close_unclear_boundary",)),
+    rule(r"\b(?:abut(?:s|ting)?|adher(?:ent|es|ing|ed) to|draped (?:over|around)|(?:in )?(?:close |direct )?"
+         r"contact with|pleura[l]?[- ]based|"
          r"(?:pleural|fissural) (?:indentation|retraction|traction|depression|pulling|tags?|tail sign)|"
          r"pleura\s+(?:is\s+|was\s+)?(?:retracted|pulled|indented|tethered|drawn in)|tether(?:ed|ing|s)? to)\b",
          "close_unclear_boundary", confidence=0.75, negated="not_close"),
     rule(r"\b(?:vessels?|organs?|structures?|viscera|bowel loops?)\s+(?:are|is|remain)\s+free\b", "not_close",
          confidence=0.8),
     # weaker than any positive statement: "no lymph nodes adjacent to the mass" shares the cue
-    only_negated(r"\b(?:adjacent to|next to)\b|\b(?:relationship|relation|contact|connection)\s+(?:with|to)\b|"
+    only_negated(r"\b(?:adjacent to|next to|close to|related (?:to|with))\b|"
+                 r"\b(?:relationship|relation|contact|connection)\s+(?:with|to|between)\b|"
                  r"\b(?:pleural|fissural|mediastinal|chest wall|vascular|serosal) (?:contact|abutment|attachment)\b",
                  "not_close", confidence=0.7),
     # Clean surrounding fat, or a lung nodule surrounded only by lung.
