@@ -90,9 +90,30 @@ pancreas, colon, lung, gallbladder, spleen); the spreadsheet's reports, and so t
     place), "no obvious connection between", "not close to", "not related to", "clearly demarcated from", "the fat
     space between them disappears" (present tense), "an indistinct fat layer", "wraps the splenic artery"; also "the
     serous membrane surface is rough" and "with separation inside". Fixed as general wordings (seen sheets' 303
-    reports unchanged in every aspect): 100 on every aspect. Across the eight held-back sets every aspect has read
-    >= 88.9 % at first reading except relationship (46.7-88.9 %), surface (72.7-100 %), density (78.6-100 %) and
-    density variation (61.1-100 %).
+    reports unchanged in every aspect): 100 on every aspect.
+  report_paraphrases_holdout9.tsv: 15 whole reports in the same translated register, written to see whether those
+    fixes carry, measured once: 100 / 100 / 100 / 93.3 / 100 / 93.3 / 46.7. They did not: relationship again at 46.7
+    ("clings to the pleura", "adhesion with the small intestine", "presses closely against", "surrounds the
+    artery", "a certain distance between the nodule and the pleura", "no abnormality of the adjacent pleura"). Each
+    names the neighbour, so instead of more phrases a fallback reads the relationship from any clause that names a
+    neighbouring structure (not the lesion's own organ) when no phrase is read: its first contact or separation
+    word, flipped by a negation (``extract._relationship_by_neighbour``, confidence 0.6). It reads 6 of the set's
+    15 relationships; two phrases ("less clear", "the boundary between them being unclear"), the colon's "penetrates
+    the serous layer" and a weak "lung mass is solid" inference read the rest: 100 on every aspect; the seen
+    sheets' 303 reports unchanged (the fallback fires on none of them).
+  report_paraphrases_holdout10.tsv: 15 whole reports in the same register, written to measure that fallback on
+    wording it was not built on, measured once: 100 / 93.3 / 93.3 / 100 / 93.3 / 93.3 / 40.0 (location after
+    correcting one gold error: the text names two locations). The fallback read none of the new relationships: its
+    word lists lacked them ("grows into", "sticks to", "is connected with", "embraced by", "compressed" bile duct,
+    "lung tissue can be seen between", "there is fat tissue between", "a fat layer still exists between them").
+    With the coding defaults the benchmark scores the spreadsheet with, the three not-close misses would have been
+    right: 60 %. Fixed by widening the fallback's lists (neighbours: bile duct, bronchus, hilum, "between them";
+    contact and separation words), plus "thickened in a ring shape", "evenly enhanced" and a mass's "smooth
+    surface": 100 on every aspect; the seen sheets' 303 reports unchanged.
+  Across the ten held-back sets every aspect has read >= 88.9 % at first reading except relationship
+  (40.0-88.9 %), surface (72.7-100 %), density (78.6-100 %) and density variation (61.1-100 %). In the
+  spreadsheet's translated register (sets 8-10) relationship read 40.0-46.7 % at first reading each time: the
+  held-out sheets' 90 % goal for it is unlikely to hold on the first reading of new wording.
 
 Sentence-encoder fallback (--encoder: the offline all-MiniLM-L6-v2, nearest vocabulary description per sentence).
 Measured, not adopted: alone it reads 84.6 / 64.3 / 72.4 / 53.9 / 57.0 / 58.9 / 72.3 % of the four paraphrase sets
@@ -125,7 +146,7 @@ CODED_ASPECTS = tuple(a for a in ASPECTS if a != "specific_features")      # col
 DEFAULT_XLSX = Path(__file__).resolve().parents[2] / "shared" / "data" / "malenia_annotations" / "annotations_dev.xlsx"
 DEFAULT_PARAPHRASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "report_paraphrases.tsv"
 DEFAULT_HOLDOUT = [Path(__file__).resolve().parents[1] / "tests" / "data" / f"report_paraphrases_holdout{n}.tsv"
-                   for n in ("", "2", "3", "4", "5", "6", "7", "8")]
+                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10")]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ chosen per aspect:
   "contrast", "non-homogeneous" over "homogeneous");
 * a negation cue earlier in the same clause ("no", "without") flips or drops the phrase, see ``Rule.negated_values``;
 * relationship statements are found first, and margin words inside them ("closely related to the liver with
-  indistinct borders") are not read as the lesion's surface;
+  indistinct borders") are not read as the lesion's surface; when no relationship phrase is read, a clause that names
+  a neighbouring structure gives it from its first contact or separation word (``_relationship_by_neighbour``);
 * density words describing a part of the lesion ("hypodense areas", "foci of high attenuation") do not set the
   lesion's density; a density word on the lesion noun ("mixed hyperdense lesion") does;
 * the single-valued aspects take the most confident phrase, the earliest on ties (reports describe the lesion first);
@@ -130,6 +131,45 @@ def _clause_start(text: str, pos: int) -> int:
     for m in re.finditer(phrases.CLAUSE_BREAK, text[:pos], _FLAGS):
         start = m.end()
     return start
+
+
+def _clause_spans(text: str) -> List[Tuple[int, int]]:
+    """[start, end) of each clause: sentences cut again at commas, colons and contrastive conjunctions (not at
+    "and the", which joins the two sides of "between the nodule and the pleura")."""
+    spans = []
+    for s, e in _sentence_spans(text):
+        start = s
+        for m in re.finditer(r"[,:]|\b(?:but|however|while|whereas|although)\b", text[s:e], _FLAGS):
+            if m.start() + s > start:
+                spans.append((start, s + m.start()))
+            start = s + m.end()
+        if e > start:
+            spans.append((start, e))
+    return spans
+
+
+def _relationship_by_neighbour(text: str, group: Optional[str]) -> List[Mention]:
+    """Relationship from clauses that name a neighbouring structure (``phrases.NEIGHBOURS``, the lesion's own organ
+    excluded), when no relationship phrase was read: the clause's first contact word means close, its first
+    separation word not close, either flipped by a negation cue. One mention per such clause, at
+    ``NEIGHBOUR_CONFIDENCE``, its evidence the whole clause."""
+    own = phrases.OWN_ORGAN.get(group or "")
+    out = []
+    for start, end in _clause_spans(text):
+        clause = re.sub(phrases.NOT_NEIGHBOUR_PHRASES, lambda m: " " * len(m.group()), text[start:end], flags=_FLAGS)
+        if not any(own is None or not re.fullmatch(own, m.group(), _FLAGS)
+                   for m in re.finditer(phrases.NEIGHBOURS, clause, _FLAGS)):
+            continue
+        cues = sorted([(m.start(), m.end(), "close_unclear_boundary")
+                       for m in re.finditer(phrases.CONTACT_CUES, clause, _FLAGS)] +
+                      [(m.start(), m.end(), "not_close") for m in re.finditer(phrases.SEPARATION_CUES, clause, _FLAGS)])
+        if not cues:
+            continue
+        cue_start, cue_end, value = cues[0]
+        if _is_negated(text, start + cue_start, start + cue_end):
+            value = "not_close" if value == "close_unclear_boundary" else "close_unclear_boundary"
+        out.append(Mention("relationship", (value,), start, end, phrases.NEIGHBOUR_CONFIDENCE))
+    return out
 
 
 def _is_negated(text: str, start: int, end: int) -> bool:
@@ -302,6 +342,8 @@ class ReportParser:
         surface = [m for m in _find(text, "surface", _surface_rules(group)) if not _inside(m, zones)]
         results["surface"] = self._single(text, surface)
         results["relationship"] = self._single(text, relationship)
+        if results["relationship"].status == MISSING:
+            results["relationship"] = self._single(text, _relationship_by_neighbour(text, group))
         if self.coding_defaults:
             for aspect, value in CODING_DEFAULTS.items():
                 if results[aspect].status == MISSING:

@@ -47,6 +47,9 @@ DENSITY: Dict[str, Tuple[Rule, ...]] = {
              r"mixed ground[- ]glass(?: and solid)?(?: opacit(?:y|ies)| density| nodules?| attenuation)?|"
              r"mixed[- ]density|mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
         rule(r"\b(?:soft[- ]tissue(?: (?:density|attenuation))?|solid|consolidat\w*)\b", "soft_tissue"),
+        # a lung "mass" (over 3 cm) is solid unless the report says ground glass: an inference, weaker than any
+        # stated category
+        rule(r"\bmass(?:es)?\b", "soft_tissue", confidence=0.5),
         rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense|markedly hyperdense)\b|"
              r"\b(?:brighter|denser) than (?:the )?(?:adjacent |surrounding )?(?:soft tissue|muscle)\b", "hyperdense",
              confidence=0.85),
@@ -60,7 +63,7 @@ DENSITY: Dict[str, Tuple[Rule, ...]] = {
 SURFACE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
     "colon": (
         rule(r"\b(?:invad\w*|invasion of|infiltrat\w*|penetrat\w*|break\w* through|extend\w* (?:through|beyond))\s+"
-             r"(?:the\s+)?(?:serosa\w*|subserosa\w*)", "ill_defined", confidence=0.75),
+             r"(?:the\s+)?(?:serosa\w*|subserosa\w*|serous (?:membrane|layer|coat))", "ill_defined", confidence=0.75),
         rule(rf"\b{SURROUNDING_FAT}[^.;]{{0,40}}?\b(?:is|are|appears?|was|were|has|have)\s+(?:been\s+)?(?:\w+\s+)?"
              rf"{FAT_BLURRED}\b|\b{SURROUNDING_FAT}\s+{FAT_BLURRED}\b|\b(?:stranding|streaky)\b[^.;]{{0,25}}?"
              rf"\b{SURROUNDING_FAT}|"

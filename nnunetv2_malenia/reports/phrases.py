@@ -48,7 +48,7 @@ EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demar
         r"outer (?:surface|wall|membrane|layer)|adventitia)")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
 # ILL, or a clear boundary negated in place: "the boundary between the lesion and the kidney is not clear"
-UNCLEAR = rf"(?:{ILL}|not\s+(?:very\s+|so\s+)?(?:clear(?:ly (?:seen|visible|defined))?|distinct|sharp|well[- ]defined|"\
+UNCLEAR = rf"(?:{ILL}|less\s+clear|not\s+(?:very\s+|so\s+|quite\s+)?(?:clear(?:ly (?:seen|visible|defined))?|distinct|sharp|well[- ]defined|"\
           rf"visible|seen))"
 # "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
 FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
@@ -108,7 +108,9 @@ SHAPE = (
     rule(r"\b(?:uneven(?:ly)?|eccentric(?:ally)?|circumferential(?:ly)?|annular|asymmetric(?:al)?(?:ly)?|segmental)\b"
          r"(?=[\s,]+(?:[\w-]+\s+){0,3}?"
          r"(?:thicken\w*|mass|lesion|narrowing|stricture|constriction))|"
-         r"\bthickened (?:unevenly|irregularly|eccentrically|circumferentially)\b", "irregular", confidence=0.75),
+         r"\bthickened (?:unevenly|irregularly|eccentrically|circumferentially)\b|"
+         r"\bthicken\w*[^.;,]{0,20}?\bring[- ](?:shaped?|like)\b|\bring[- ](?:shaped?|like)\s+thicken\w*",
+         "irregular", confidence=0.75),
 )
 # The lung sheet codes a cavitating lesion as irregular whatever its outline ("如果有空洞也归为不规则").
 # --- density ------------------------------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ DENSITY = (
 # shape word (see SHAPE), not a density variation.
 # ("uneven thickening", "uniformly thickened wall"; "uneven margins" / "uneven surface" are read by SURFACE)
 _NOT_THICKENING = rf"(?![\s,]+(?:[\w-]+\s+){{0,2}}?thicken|\s+(?:{EDGE}|surface|lumen)\b)"
-_EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating|enhancing)"
+_EVEN_NOUNS = r"(?:density|attenuation|enhancement|signal|echo|dense|attenuating|enhancing|enhanced)"
 DENSITY_VARIATION = (
     # "homogenous" / "heterogenous": the common spellings without the second e are accepted
     rule(rf"\b(?:heterogene?ous(?:ly)?|heterogeneity|inhomogene?ous(?:ly)?|inhomogeneity|non[- ]?homogene?ous|"
@@ -212,6 +214,11 @@ SURFACE = (
          confidence=0.85, negated="ill_defined"),
     rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
          confidence=0.85),
+    # a mass's or polyp's "surface" is its outline; the pleura's or the liver's is not
+    rule(rf"\b{WELL}\s+(?<!pleural )(?<!peritoneal )surface\b|(?<!pleural )(?<!peritoneal )(?<!liver )(?<!hepatic )"
+         rf"\bsurface\s+{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined", confidence=0.8, negated="ill_defined"),
+    rule(rf"\b{ILL}\s+surface\b|(?<!pleural )(?<!peritoneal )(?<!liver )(?<!hepatic )\bsurface\s+{COPULA}\s+"
+         rf"(?:\w+\s+)?{ILL}\b", "ill_defined", confidence=0.8),
     # a cyst's wall is its outline ("smooth walls", "smooth-walled"); smooth wall thickening is a shape
     rule(r"\bsmooth(?:ly)?(?:[- ]walled\b|\s+(?:inner\s+|outer\s+)?walls?\b(?!\s+thicken))", "well_defined",
          confidence=0.8),
@@ -252,7 +259,7 @@ RELATIONSHIP = (
     # ... and "the boundary with the bladder is clear" / "a clear boundary with the bladder" is not close (the
     # surface rules still read the same words as the lesion's margin)
     rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
-         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:\w+\s+)?(?:clear|distinct|sharp|preserved|well[- ]defined)\b|"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:(?!less\b|not\b)\w+\s+)?(?:clear|distinct|sharp|preserved|well[- ]defined)\b|"
          rf"\b(?:clear|distinct|sharp|well[- ]defined)\s+{EDGE}\s+(?:with|from)\s+(?:the\s+)?"
          rf"(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)(?:adjacent|surrounding|neighbou?ring)?\s*[\w-]+",
          "not_close", confidence=0.85, negated="close_unclear_boundary"),
@@ -294,6 +301,7 @@ RELATIONSHIP = (
          negated="not_close"),
     Rule(rf"\b{EDGE} between (?:the )?[\w\s-]{{0,40}}? and (?:the )?(?![\w\s-]{{0,25}}parenchyma)[\w\s-]{{1,40}}?"
          rf"\b(?:{COPULA}|has|have)\s+(?:\w+\s+)?(?:{UNCLEAR}|disappeared|lost|vanished|obliterated)\b|"
+         rf"\b{EDGE}\s+between\s+them\s+(?:{COPULA}|being)\s+(?:\w+\s+)?{UNCLEAR}\b|"
          rf"\b{EDGE}\s+between\s+[\w\s-]{{1,40}}?\bcannot be (?:clearly\s+)?(?:identified|seen|distinguished|"
          rf"delineated|defined)\b", ("close_unclear_boundary",), 0.95,
          ("close_unclear_boundary",)),
@@ -315,6 +323,34 @@ RELATIONSHIP = (
          r"\bsurrounded by (?:normal |aerated )?(?:lung|pulmonary parenchyma)\b", "not_close", confidence=0.85,
          negated="close_unclear_boundary"),
 )
+
+# --- relationship read from a clause that names a neighbour (fallback) ----------------------------------------------
+# Used only when no relationship phrase above is read (``extract._relationship_by_neighbour``): reports state the
+# relationship in many more verbs than any list of phrases holds ("clings to the pleura", "adhesion with the small
+# intestine", "a certain distance between the nodule and the pleura"), but nearly always in a clause that names the
+# neighbouring structure. In such a clause the first contact or separation word gives the value, flipped when it is
+# negated ("no abnormality of the adjacent pleura" is not close; "no fat gap" is close).
+NEIGHBOURS = (r"\b(?:pleura\w*|diaphragm\w*|chest wall|mediastin\w*|pericardi\w*|fissures?|stomach|gastric|"
+              r"duodenum|duodenal|jejun\w*|ile(?:um|al)|small (?:intestine|bowel)|bladder|prostate|seminal vesicles?|"
+              r"uter(?:us|ine)|ovar(?:y|ies)|ureters?|kidneys?|renal|liver|hepatic|spleen|splenic|pancrea\w*|"
+              r"gallbladder|(?:abdominal|pelvic) wall|psoas|iliopsoas|muscles?|aorta|arter(?:y|ies)|veins?|vessels?|"
+              r"vena cava|IVC|SMA|SMV|mesenter\w*|omentum|peritone\w*|colon|bowel|rectum|sacrum|vertebra\w*|ribs?|"
+              r"(?:common )?bile ducts?|CBD|bronch(?:us|i)|hil(?:um|ar)|between them|between the two)\b")
+# The lesion's own organ is no neighbour (per organ group; a hollow organ's flexures are locations).
+OWN_ORGAN = {"lung": r"lung|pulmonary", "colon": r"colon\w*|bowel|intestin\w*|rect\w*",
+             "pancreas": r"pancrea\w*", "kidney": r"kidneys?|renal", "liver": r"liver|hepatic",
+             "spleen": r"spleen|splenic", "gallbladder": r"gallbladder"}
+NOT_NEIGHBOUR_PHRASES = r"\b(?:hepatic|splenic) flexure\b"
+CONTACT_CUES = (r"\b(?:cling\w*|adhe(?:sion|sions|rent|res|red|ring)|press(?:es|ed|ing)?|compress\w*|surround(?:s|ing)|"
+                r"wrap\w*|attach\w*|contact\w*|against|abut\w*|touch\w*|invad\w*|invasion|involv\w*|penetrat\w*|"
+                r"pull\w*|retract\w*|indent\w*|tether\w*|encas\w*|infiltrat\w*|abnormal\w*|affected|adjoin\w*|"
+                r"less clear|connect(?:s|ed|ing)|embrac\w*|encircl\w*|grow\w* (?:into|along)|stick\w* to|"
+                r"close(?:ly)?(?: to)?)\b")
+SEPARATION_CUES = (r"\b(?:distance|distant|separat\w*|apart|clear(?:ly)?|normal|unremarkable|intact|preserved|spared|"
+                   r"free|distinct|fat(?:ty)? (?:gaps?|spaces?|planes?|layers?|tissue)|"
+                   r"(?:lung|pulmonary) (?:tissue|parenchyma))\b")
+NEIGHBOUR_CONFIDENCE = 0.6          # above the coding default (0.5), below every phrase above
+
 
 # --- specific features (multi-valued) ---------------------------------------------------------------------------
 SPECIFIC_FEATURES = (
