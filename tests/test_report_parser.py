@@ -756,3 +756,11 @@ def test_relationship_phrase_beats_the_neighbour_fallback():
     text = "The mass is closely related to the duodenum, with a clear stomach wall."
     result = ReportParser(coding_defaults=False).parse(text, "pancreas").aspects["relationship"]
     assert result.values == ("close_unclear_boundary",) and result.confidence > 0.7
+
+
+def test_a_lung_mass_is_solid_unless_stated_otherwise():
+    parser = ReportParser(coding_defaults=False)
+    assert parser.parse("An irregular mass in the left lower lobe.", "lung").aspects["density"].values == ("soft_tissue",)
+    # the inference is no solid part: a ground-glass mass is ground glass, not mixed
+    assert parser.parse("A 3.5 cm ground-glass mass in the right upper lobe.",
+                        "lung").aspects["density"].values == ("ground_glass",)

@@ -261,7 +261,7 @@ def _lung_mixed(mentions: Sequence[Mention], sentences: Sequence[Tuple[int, int]
     for s, e in sentences:
         inside = [m for m in mentions if s <= m.start < e]
         glass = [m for m in inside if "ground_glass" in m.values]
-        solid = [m for m in inside if "soft_tissue" in m.values]
+        solid = [m for m in inside if "soft_tissue" in m.values and m.confidence > organ_phrases.LUNG_MASS_IS_SOLID]
         if glass and solid:
             pair = sorted([glass[0], solid[0]], key=lambda m: m.start)
             confidence = min(m.confidence for m in pair) * 0.9

@@ -33,6 +33,7 @@ _SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", 
 # "hyperdense cyst" states its density and outweighs it).
 _CYST_IS_HYPO = (rule(r"\b(?:cysts?|cystic (?:lesions?|mass(?:es)?|foc(?:us|i)|nodules?|tumou?rs?|neoplasms?))\b",
                       "hypodense", confidence=0.55),)
+LUNG_MASS_IS_SOLID = 0.5          # confidence of the inference, below any stated category
 DENSITY: Dict[str, Tuple[Rule, ...]] = {
     "*": DENSITY_GENERIC + _CYST_IS_HYPO,
     "colon": DENSITY_GENERIC + _SOFT_TISSUE_IS_ISO,
@@ -48,8 +49,8 @@ DENSITY: Dict[str, Tuple[Rule, ...]] = {
              r"mixed[- ]density|mixed GGOs?|mGGNs?)\b", "mixed_ground_glass_solid"),
         rule(r"\b(?:soft[- ]tissue(?: (?:density|attenuation))?|solid|consolidat\w*)\b", "soft_tissue"),
         # a lung "mass" (over 3 cm) is solid unless the report says ground glass: an inference, weaker than any
-        # stated category
-        rule(r"\bmass(?:es)?\b", "soft_tissue", confidence=0.5),
+        # stated category, and not a solid part ("a ground-glass mass" is not mixed: extract._lung_mixed)
+        rule(r"\bmass(?:es)?\b", "soft_tissue", confidence=LUNG_MASS_IS_SOLID),
         rule(r"\b(?:calcified|calcific density|high[- ]density|hyperdense|markedly hyperdense)\b|"
              r"\b(?:brighter|denser) than (?:the )?(?:adjacent |surrounding )?(?:soft tissue|muscle)\b", "hyperdense",
              confidence=0.85),
