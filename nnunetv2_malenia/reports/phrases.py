@@ -48,8 +48,8 @@ EDGE = (r"(?:margins?|borders?|boundar(?:y|ies)|edges?|contours?|outlines?|demar
         r"outer (?:surface|wall|membrane|layer)|adventitia)")
 COPULA = r"(?:is|are|appears?|remains?|seems?|was|were)"
 # ILL, or a clear boundary negated in place: "the boundary between the lesion and the kidney is not clear"
-UNCLEAR = rf"(?:{ILL}|less\s+clear|not\s+(?:very\s+|so\s+|quite\s+)?(?:clear(?:ly (?:seen|visible|defined))?|distinct|sharp|well[- ]defined|"\
-          rf"visible|seen))"
+UNCLEAR = (rf"(?:{ILL}|less\s+clear|not\s+(?:very\s+|so\s+|quite\s+)?(?:clear(?:ly (?:seen|visible|defined))?|"
+           rf"distinct|sharp|well[- ]defined|visible|seen))")
 # "fat plane"; reports translated from Chinese say "fat space" / "fat gap" (脂肪间隙)
 FAT_PLANE = r"fat (?:planes?|spaces?|gaps?|intervals?|layers?|clefts?)"
 # Words after a density term that make it describe a part of the lesion, not the lesion as a whole.
@@ -193,6 +193,7 @@ DENSITY_VARIATION = (
 )
 
 # --- surface ------------------------------------------------------------------------------------------------------
+_OTHER_SURFACE = r"(?<!pleural )(?<!peritoneal )(?<!liver )(?<!hepatic )"     # "the pleural surface is smooth"
 SURFACE = (
     rule(rf"\b{ILL}\s+(?:[\w-]+\s+){{0,2}}?{EDGE}\b", "ill_defined"),
     rule(rf"\b{EDGE}\b[^.;]{{0,60}}?\b{COPULA}\s+(?:\w+\s+)?{ILL}\b", "ill_defined"),
@@ -214,11 +215,11 @@ SURFACE = (
          confidence=0.85, negated="ill_defined"),
     rule(r"\b(?:poorly|ill)[- ](?:demarcated|marginated|delineated)\b|\bblend(?:s|ing)? into\b", "ill_defined",
          confidence=0.85),
-    # a mass's or polyp's "surface" is its outline; the pleura's or the liver's is not
-    rule(rf"\b{WELL}\s+(?<!pleural )(?<!peritoneal )surface\b|(?<!pleural )(?<!peritoneal )(?<!liver )(?<!hepatic )"
-         rf"\bsurface\s+{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined", confidence=0.8, negated="ill_defined"),
-    rule(rf"\b{ILL}\s+surface\b|(?<!pleural )(?<!peritoneal )(?<!liver )(?<!hepatic )\bsurface\s+{COPULA}\s+"
-         rf"(?:\w+\s+)?{ILL}\b", "ill_defined", confidence=0.8),
+    # a mass's or polyp's "surface" is its outline ("a smooth surface"); the pleural or liver surface is not
+    rule(rf"\b{WELL}\s+surface\b|{_OTHER_SURFACE}\bsurface\s+{COPULA}\s+(?:\w+\s+)?{WELL}\b", "well_defined",
+         confidence=0.8, negated="ill_defined"),
+    rule(rf"\b{ILL}\s+surface\b|{_OTHER_SURFACE}\bsurface\s+{COPULA}\s+(?:\w+\s+)?{ILL}\b", "ill_defined",
+         confidence=0.8),
     # a cyst's wall is its outline ("smooth walls", "smooth-walled"); smooth wall thickening is a shape
     rule(r"\bsmooth(?:ly)?(?:[- ]walled\b|\s+(?:inner\s+|outer\s+)?walls?\b(?!\s+thicken))", "well_defined",
          confidence=0.8),
@@ -259,7 +260,8 @@ RELATIONSHIP = (
     # ... and "the boundary with the bladder is clear" / "a clear boundary with the bladder" is not close (the
     # surface rules still read the same words as the lesion's margin)
     rule(rf"\b{EDGE}\s+(?:with|from|to)\s+(?:the\s+)?(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)"
-         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:(?!less\b|not\b)\w+\s+)?(?:clear|distinct|sharp|preserved|well[- ]defined)\b|"
+         rf"[\w\s-]{{1,40}}?\b{COPULA}\s+(?:(?!less\b|not\b)\w+\s+)?"      # not "is less clear", "is not clear"
+         rf"(?:clear|distinct|sharp|preserved|well[- ]defined)\b|"
          rf"\b(?:clear|distinct|sharp|well[- ]defined)\s+{EDGE}\s+(?:with|from)\s+(?:the\s+)?"
          rf"(?![\w\s-]{{0,25}}(?:parenchyma|tissues?|fat)\b)(?:adjacent|surrounding|neighbou?ring)?\s*[\w-]+",
          "not_close", confidence=0.85, negated="close_unclear_boundary"),
