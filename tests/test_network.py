@@ -394,7 +394,8 @@ def test_naming_rules_share_the_lesion_probability_and_differ_only_in_naming():
 
 def test_seen_penalty_moves_only_the_naming_and_only_between_seen_and_unseen_classes():
     # calibrated stacking: lesion probability (so the segmentation) unchanged; the seen/unseen odds of every token
-    # fall by exp(penalty) (rise, for a negative one); within the seen (and within the unseen) classes the odds stay; 0 is the identity
+    # fall by exp(penalty) (rise, for a negative one); within the seen (and within the unseen) classes the odds stay;
+    # 0 is the identity
     net = build(num_bank_rows=40, num_classes=6)
     emb = F.normalize(torch.randn(2, 5, 32), dim=-1)                          # [B, Q, C]
     text = net.text_embeddings().detach()

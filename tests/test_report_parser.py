@@ -745,6 +745,7 @@ def test_relationship_read_from_a_clause_naming_a_neighbour(text, organ, key):
     ("Irregular thickening of the hepatic flexure, pressing on the lumen.", "colon"),   # a location, not the liver
     ("The cyst compresses the adjacent pancreatic parenchyma.", "pancreas"),            # its own organ
     ("A 2 cm nodule in the right lower lobe.", "lung"),                                # no contact or separation word
+    ("The tumour invades the serosa next to the bladder.", "colon"),      # blocked phrase (own wall) stays unread
 ])
 def test_relationship_fallback_needs_a_neighbour_and_a_cue(text, organ):
     result = ReportParser(coding_defaults=False).parse(text, organ).aspects["relationship"]

@@ -240,7 +240,7 @@ def prediction_record(model_folder: str, trained_classes: Mapping[int, str], dis
             "described_masks": str(described_masks) if described_masks else None,
             # which rule named the lesions (--naming-rule, else the model's): evaluations of two rules stay apart
             "naming_rule": naming_rule,
-            # --seen-penalty: how much the trained diseases' logits were lowered when naming (0 = not at all)
+            # --seen-penalty: how much the trained diseases' logits were lowered when naming (0: not at all)
             "seen_penalty": float(seen_penalty)}
 
 

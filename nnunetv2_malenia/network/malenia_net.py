@@ -133,10 +133,10 @@ def seen_penalty_logits(logits: torch.Tensor, seen: torch.Tensor, penalty: float
 
     With l = logits, fg = l[..., 1:]: out_0 = l_0 and out_k = logsumexp(fg) + log_softmax(fg - penalty * seen)_k, so
     softmax(out) = (p0, (1 - p0) q) with q the diseases' split after every seen disease's logit is lowered by
-    ``penalty``. The lesion probability (and with it dense_logits' lesion channel, i.e. the segmentation) is
-    unchanged; only which disease a lesion is named moves. Why: tokens trained on seen lesions score the seen
-    diseases higher than any unseen one, whatever they look at (generalised zero-shot learning's seen bias); a
-    constant chosen on held-out data trades seen naming accuracy for unseen."""
+    ``penalty`` (raised, for a negative one). The lesion probability (and with it dense_logits' lesion channel, i.e.
+    the segmentation) is unchanged; only which disease a lesion is named moves. Why: tokens trained on seen lesions
+    score the seen diseases higher than any unseen one, whatever they look at (generalised zero-shot learning's seen
+    bias); a constant chosen on held-out data trades seen naming accuracy for unseen."""
     fg = logits[..., 1:].float()                                                     # [B, Q, K]
     shifted = fg - float(penalty) * seen.to(device=fg.device, dtype=fg.dtype)        # [B, Q, K]
     out = torch.logsumexp(fg, dim=-1, keepdim=True) + torch.log_softmax(shifted, dim=-1)   # [B, Q, K]

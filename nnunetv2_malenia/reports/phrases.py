@@ -343,9 +343,11 @@ OWN_ORGAN = {"lung": r"lung|pulmonary", "colon": r"colon\w*|bowel|intestin\w*|re
              "pancreas": r"pancrea\w*", "kidney": r"kidneys?|renal", "liver": r"liver|hepatic",
              "spleen": r"spleen|splenic", "gallbladder": r"gallbladder"}
 NOT_NEIGHBOUR_PHRASES = r"\b(?:hepatic|splenic) flexure\b"
+# (invasion, encasement, abutment and wrapping are phrases above: a clause holding one never gets here, and a
+# blocked one, "invading the serosa", must stay unread)
 CONTACT_CUES = (r"\b(?:cling\w*|adhe(?:sion|sions|rent|res|red|ring)|press(?:es|ed|ing)?|compress\w*|surround(?:s|ing)|"
-                r"wrap\w*|attach\w*|contact\w*|against|abut\w*|touch\w*|invad\w*|invasion|involv\w*|penetrat\w*|"
-                r"pull\w*|retract\w*|indent\w*|tether\w*|encas\w*|infiltrat\w*|abnormal\w*|affected|adjoin\w*|"
+                r"attach\w*|contact\w*|against|touch\w*|penetrat\w*|"
+                r"pull\w*|retract\w*|indent\w*|tether\w*|abnormal\w*|affected|adjoin\w*|"
                 r"less clear|connect(?:s|ed|ing)|embrac\w*|encircl\w*|grow\w* (?:into|along)|stick\w* to|"
                 r"close(?:ly)?(?: to)?)\b")
 SEPARATION_CUES = (r"\b(?:distance|distant|separat\w*|apart|clear(?:ly)?|normal|unremarkable|intact|preserved|spared|"
