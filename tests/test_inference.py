@@ -110,6 +110,27 @@ def test_region_scores_weight_tokens_by_coverage_and_lesion_probability():
         aspect_scores[ASPECTS[0]].max())) < 1e-6
 
 
+def test_region_scores_sum_to_one_when_every_claim_underflows():
+    """A barely trained model: every mask logit -200 and p(t0) ~ 1, so coverage * p(lesion) is 0 in float32. The
+    disease scores must still be a distribution, led by the token whose (tiny) claim is largest."""
+    Q, K, C = 4, 3, 5
+    rows = aspect_rows(torch.tensor([0, 0]))
+    masks = torch.full((Q, 2, 2, 2), -200.0)
+    masks[2] = -150.0                                            # token 2 claims the lesion least weakly
+    class_logits = torch.full((Q, K + 1), -100.0)
+    class_logits[:, 0] = 100.0
+    class_logits[2, 3] = -90.0                                   # token 2 says disease 2
+    outputs = {"pred_masks": masks[None], "class_logits": class_logits[None],
+               "block_embeddings": [torch.randn(1, Q, C)], "text_embeddings": torch.randn(3, C),
+               "logit_scale": torch.tensor(1.0)}
+    region = torch.ones(2, 2, 2, dtype=torch.bool)
+    aspect_scores, disease_scores = region_scores(outputs, region, rows)
+    assert torch.isclose(disease_scores.sum(), torch.tensor(1.0)) and int(disease_scores.argmax()) == 2
+    assert torch.isclose(aspect_scores[ASPECTS[0]].sum(), torch.tensor(1.0))
+    _, no_voxels = region_scores(outputs, torch.zeros(2, 2, 2, dtype=torch.bool), rows)
+    assert torch.isclose(no_voxels.sum(), torch.tensor(1.0))
+
+
 def test_plans_block_round_trip_and_errors():
     table = load_knowledge_table()
     bank = bank_of(table, ["kidney cyst"])

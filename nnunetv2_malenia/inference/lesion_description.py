@@ -8,10 +8,12 @@ weights 1 - p(t0) are the same under both). Scores from several folds are averag
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from nnunetv2_malenia.attributes.schema import ASPECTS
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS
@@ -57,12 +59,18 @@ def region_scores(outputs: dict, region: torch.Tensor, rows: Dict[str, torch.Ten
     """outputs: MaleniaNet's dict for ONE patch (batch 1); region [*S] bool, the lesion's voxels in that patch.
 
     Returns (aspect -> [n_a] scores summing to 1, [K] disease scores summing to 1)."""
-    masks = torch.sigmoid(outputs["pred_masks"][0].float())                     # [Q, *S]
-    class_probs = torch.softmax(outputs["class_logits"][0].float(), dim=-1)     # [Q, K+1]
-    region = region.to(masks.device)
-    coverage = (masks * region).flatten(1).sum(1) / region.sum().clamp_min(1)  # [Q] mean mask prob inside
-    weights = coverage * (1 - class_probs[:, 0])                                 # [Q]
-    weights = weights / weights.sum().clamp_min(1e-8)
+    region = region.to(outputs["pred_masks"].device)
+    # Weights are coverage * p(lesion), normalised over tokens. They are formed in log space because a barely trained
+    # model can give every token a claim far below float32's range (mask logits of -100, p(t0) ~ 1); normalising
+    # underflowed products would make the disease scores sum to less than 1 (or to 0/0).
+    mask_logits = outputs["pred_masks"][0].float()[:, region]                    # [Q, V] the lesion's V voxels
+    if mask_logits.shape[1]:
+        log_coverage = torch.logsumexp(F.logsigmoid(mask_logits), dim=1) - math.log(mask_logits.shape[1])  # [Q]
+    else:                       # a hollow lesion larger than the patch can miss its own window: no coverage evidence
+        log_coverage = torch.zeros(mask_logits.shape[0], device=mask_logits.device)
+    log_class = torch.log_softmax(outputs["class_logits"][0].float(), dim=-1)   # [Q, K+1]
+    log_lesion = torch.logsumexp(log_class[:, 1:], dim=-1)                       # [Q] log(1 - p(t0))
+    weights = torch.softmax(log_coverage + log_lesion, dim=0)                    # [Q], sums to 1
 
     tokens = outputs["block_embeddings"][-1][0].float()                          # [Q, C]
     texts = outputs["text_embeddings"][1:].float()                               # [R, C] (row 0 is t0)
@@ -75,6 +83,5 @@ def region_scores(outputs: dict, region: torch.Tensor, rows: Dict[str, torch.Ten
             continue
         per_token = torch.softmax(sims[:, idx], dim=-1)                          # [Q, n_a]
         aspect_scores[aspect] = (weights[:, None] * per_token).sum(0).cpu()     # [n_a]
-    fg = class_probs[:, 1:]
-    fg = fg / fg.sum(-1, keepdim=True).clamp_min(1e-8)                           # [Q, K] given "is a lesion"
+    fg = torch.softmax(log_class[:, 1:], dim=-1)                                 # [Q, K] given "is a lesion"
     return aspect_scores, (weights[:, None] * fg).sum(0).cpu()                   # [K]
