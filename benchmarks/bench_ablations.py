@@ -47,6 +47,8 @@ WHAT = {
     "NoMaskResidual": "fused mask without the last block's mask added",
     "NoMaskedAttention": "token decoder without masked attention (every block attends over the whole volume)",
     "ContextLocation": "location/organ rows matched against the 2-voxel shell around the mask (off by default)",
+    "AppearanceSwap": "half the training lesions repainted with another disease's intensities and density texts "
+                      "(off by default)",
 }
 PAPER_VARIANTS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly")
 NAMED_ASPECTS = ("location", "density", "enhancement_status")

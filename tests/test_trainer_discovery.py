@@ -54,6 +54,7 @@ def test_ablation_variants_change_exactly_one_setting():
         assert set(cls.malenia_network_settings) == set(base_net), name    # a new key belongs in the default too
         changed = {k for k, v in cls.malenia_network_settings.items() if base_net[k] != v}
         changed |= {k for k, v in cls.malenia_loss_settings.items() if base_loss[k] != v}
+        changed |= {"appearance_swap"} if cls.appearance_swap != reference.appearance_swap else set()
         assert len(changed) <= 1, (name, reference.__name__, changed)
 
 
@@ -65,3 +66,13 @@ def test_no_lesion_heads_means_no_lesion_loss():
     assert loss_weight(nnUNetTrainerMalenia) > 0
     assert loss_weight(variants.nnUNetTrainerMalenia_NoLesionLoss) == 0
     assert loss_weight(variants.nnUNetTrainerMalenia_NoLesionLoss_CPUDemo) == 0
+
+
+def test_appearance_swap_cannot_train_single_positive():
+    from nnunetv2_malenia.errors import MaleniaInputError
+
+    variants.nnUNetTrainerMalenia_AppearanceSwap_CPUDemo.check_settings()
+    both = type("Both", (variants.nnUNetTrainerMalenia_SinglePositive,),
+                {"appearance_swap": variants.nnUNetTrainerMalenia_AppearanceSwap.appearance_swap})
+    with pytest.raises(MaleniaInputError, match="appearance_swap.*single-positive"):
+        both.check_settings()

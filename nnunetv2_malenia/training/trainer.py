@@ -7,8 +7,8 @@ split, checkpointing, validation and export stay nnU-Net's own:
   one, when missing) and writes the ``"malenia"`` block into the plans configuration (see plans_block.py);
 * ``build_network_architecture`` (static, also called by nnU-Net's predictor): MaleniaNet from the plans alone;
 * ``initialize``: fills the bank and class buffers of the freshly built network;
-* ``train_step`` / ``validation_step``: lesion instances from the augmented segmentation and the batch ``keys``,
-  Hungarian matching, the named losses of Eq. 2 and 6;
+* ``train_step`` / ``validation_step``: lesion instances from the augmented segmentation and the batch ``keys``
+  (optionally repainted, appearance_swap.py), Hungarian matching, the named losses of Eq. 2 and 6;
 * ``on_train_epoch_end``: the named losses go to the log and the fourth panel of progress.png.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ from nnunetv2_malenia.losses import HungarianMatcher, MaleniaCriterion, SlotAssi
 from nnunetv2_malenia.network import build_malenia_network, dense_logits
 from nnunetv2_malenia.network.bank_fingerprint import attach_bank_fingerprint
 from nnunetv2_malenia.text_bank.build_bank import ensure_bank
+from nnunetv2_malenia.training.appearance_swap import swap_lesion_appearance
 from nnunetv2_malenia.training.bank_lookup import BankLookup
 from nnunetv2_malenia.training.plans_block import BLOCK_KEY, make_block, read_block
 from nnunetv2_malenia.training.progress_logger import NAMED_LOSS_PREFIX, MaleniaLocalLogger
@@ -80,6 +81,10 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2). num_points None: matcher and mask losses use
     # every voxel (exact dice for lesions of a few dozen voxels; see losses/criterion.py for what sampling did).
     malenia_matcher_settings: Dict = dict(cost_bce=5.0, cost_dice=5.0, cost_sim=2.0, num_points=None)
+    # appearance_swap (issue #12, not in the paper; training/appearance_swap.py): the probability that a training
+    # lesion is repainted with another disease's intensities and takes its density texts, so location cannot be read
+    # off appearance when each organ has one seen disease. 0 = off; nnUNetTrainerMalenia_AppearanceSwap sets 0.5.
+    appearance_swap: float = 0.0
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -102,11 +107,20 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         self.plans_manager = PlansManager(self.plans_manager.plans)
         self.configuration_manager = self.plans_manager.get_configuration(configuration)
         self.logger.local_logger.register_named_losses(self._named_loss_names())
+        self.check_settings()
         # the single-positive ablation matches on the paragraph row, as its loss does
         self.matcher = HungarianMatcher(**self.malenia_matcher_settings,
                                         multi_positive=self.malenia_loss_settings["multi_positive"])
 
     # --- set-up -----------------------------------------------------------------------------------------------------
+    @classmethod
+    def check_settings(cls) -> None:
+        """Settings a variant cannot combine, refused before any data is read."""
+        if cls.appearance_swap and not cls.malenia_loss_settings["multi_positive"]:
+            raise MaleniaInputError(Problem(cls.__name__, "appearance_swap", "a repainted lesion's joined paragraph "
+                                            "no longer describes it, so single-positive training cannot use the "
+                                            "appearance swap: set one of them off"))
+
     def _raw_dataset_folder(self) -> Path:
         # Training reads malenia_attributes.json from the raw dataset (prediction never does).
         return nnunet_folder("nnUNet_raw") / self.plans_manager.dataset_name
@@ -221,6 +235,9 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         targets = self._instance_targets(batch["target"], batch["keys"])
+        if self.appearance_swap:
+            swap_lesion_appearance(data, targets, self.bank_lookup.lesion_label_values,
+                                   self.bank.aspect_index().to(self.device), self.appearance_swap)
         assigner = SlotAssigner(self.matcher, targets, self.training_row_aspect.to(self.device))
 
         self.optimizer.zero_grad(set_to_none=True)

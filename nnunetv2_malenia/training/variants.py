@@ -135,6 +135,12 @@ class nnUNetTrainerMalenia_AspectHeads(nnUNetTrainerMalenia):
     malenia_network_settings = dict(nnUNetTrainerMalenia.malenia_network_settings, aspect_heads=True)
 
 
+class nnUNetTrainerMalenia_AppearanceSwap(nnUNetTrainerMalenia):
+    """Half of the training lesions repainted with another disease's intensities and density texts, so location is
+    read from the tissue around a lesion rather than from its look (training/appearance_swap.py)."""
+    appearance_swap = 0.5
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -191,6 +197,10 @@ class nnUNetTrainerMalenia_TissueContext_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
 
 class nnUNetTrainerMalenia_AspectHeads_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_AspectHeads.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_AppearanceSwap_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    appearance_swap = nnUNetTrainerMalenia_AppearanceSwap.appearance_swap
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
