@@ -110,10 +110,18 @@ pancreas, colon, lung, gallbladder, spleen); the spreadsheet's reports, and so t
     right: 60 %. Fixed by widening the fallback's lists (neighbours: bile duct, bronchus, hilum, "between them";
     contact and separation words), plus "thickened in a ring shape", "evenly enhanced" and a mass's "smooth
     surface": 100 on every aspect; the seen sheets' 303 reports unchanged.
-  Across the ten held-back sets every aspect has read >= 88.9 % at first reading except relationship
-  (40.0-88.9 %), surface (72.7-100 %), density (78.6-100 %) and density variation (61.1-100 %). In the
-  spreadsheet's translated register (sets 8-10) relationship read 40.0-46.7 % at first reading each time: the
-  held-out sheets' 90 % goal for it is unlikely to hold on the first reading of new wording.
+  report_paraphrases_holdout11.tsv: 15 whole reports in the same register, written in a later session without
+    reading the rules, with relationship wordings no set used ("the fat plane ... has disappeared", "extends to ...
+    without a clear interface", "lies against", "pulled and attached to", "presses on ... with no fat between",
+    "runs at a distance from", "is not affected by"), measured once: 100 / 100 / 100 / 93.3 / 100 / 100 / 100.
+    The first relationship reading at or above 90 % in this register: the fallback's word lists carried. The one
+    miss was a pancreatic "cystic-solid lesion" with no density word, coded hypodense: the solid-organ inference
+    "a cyst is hypodense unless stated" now covers mixed cystic-solid wordings too (100 on every aspect; the seen
+    sheets' figures unchanged).
+  Across the eleven held-back sets every aspect has read >= 88.9 % at first reading except relationship
+  (40.0-100 %), surface (72.7-100 %), density (78.6-100 %) and density variation (61.1-100 %). In the
+  spreadsheet's translated register relationship read 40.0-46.7 % at first reading in sets 8-10 and 100 % in set
+  11, after set 10's fixes: one set of 15, so the held-out sheets' 90 % goal for it is plausible, not shown.
 
 Sentence-encoder fallback (--encoder: the offline all-MiniLM-L6-v2, nearest vocabulary description per sentence).
 Measured, not adopted: alone it reads 84.6 / 64.3 / 72.4 / 53.9 / 57.0 / 58.9 / 72.3 % of the four paraphrase sets
@@ -146,7 +154,7 @@ CODED_ASPECTS = tuple(a for a in ASPECTS if a != "specific_features")      # col
 DEFAULT_XLSX = Path(__file__).resolve().parents[2] / "shared" / "data" / "malenia_annotations" / "annotations_dev.xlsx"
 DEFAULT_PARAPHRASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "report_paraphrases.tsv"
 DEFAULT_HOLDOUT = [Path(__file__).resolve().parents[1] / "tests" / "data" / f"report_paraphrases_holdout{n}.tsv"
-                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10")]
+                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")]
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,9 @@ def test_comparison_with_water_is_not_a_comparison_with_the_parenchyma(text, key
     ("A simple cyst in the left kidney.", "kidney", ("hypodense",)),
     ("A hyperdense cyst in the left kidney.", "kidney", ("hyperdense",)),               # stated beats inferred
     ("A cystic lesion in the sigmoid colon wall.", "colon", ()),                        # hollow organ: not read
+    ("An irregular cystic-solid lesion in the pancreatic head.", "pancreas", ("hypodense",)),   # its fluid part
+    ("A mixed solid and cystic mass of the right kidney.", "kidney", ("hypodense",)),
+    ("A hyperdense cystic-solid lesion in the pancreatic tail.", "pancreas", ("hyperdense",)),
 ])
 def test_a_cyst_in_a_solid_organ_is_hypodense_unless_stated_otherwise(text, organ, key):
     assert values(text, "density", organ, coding_defaults=False) == key
@@ -689,7 +692,7 @@ def test_text_support_tells_contradicted_codes_from_parser_misses():
                                   "report_paraphrases_holdout4.tsv", "report_paraphrases_holdout5.tsv",
                                   "report_paraphrases_holdout6.tsv", "report_paraphrases_holdout7.tsv",
                                   "report_paraphrases_holdout8.tsv", "report_paraphrases_holdout9.tsv",
-                                  "report_paraphrases_holdout10.tsv"])
+                                  "report_paraphrases_holdout10.tsv", "report_paraphrases_holdout11.tsv"])
 def test_paraphrase_sets_floor(name):
     """Regression floor on the paraphrase sets of all seven organs (measured: 100 % on every aspect, see the
     benchmark's docstring for the held-back set's first measurement)."""
@@ -697,7 +700,7 @@ def test_paraphrase_sets_floor(name):
     vocab = load_vocabulary()
     items = bench.read_paraphrases(REPO / "tests" / "data" / name, vocab)
     organs = {"kidney", "liver", "pancreas", "colon", "lung", "gallbladder", "spleen"}
-    held_out_sheets = any(f"holdout{n}" in name for n in range(3, 11))  # only the held-out sheets' organs
+    held_out_sheets = any(f"holdout{n}" in name for n in range(3, 12))  # only the held-out sheets' organs
     assert {p.organ for p in items} == ({"colon", "lung", "pancreas"} if held_out_sheets else organs)
     results = bench.evaluate_paraphrases(items, vocab, ReportParser(vocab, coding_defaults=False))
     for aspect, cell in results["all organs"].items():

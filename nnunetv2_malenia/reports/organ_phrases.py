@@ -30,8 +30,10 @@ SHAPE_BY_ORGAN: Dict[str, Tuple[Rule, ...]] = {
 # An inference, so any stated density ("slightly hypodense compared with the bowel wall") outweighs it.
 _SOFT_TISSUE_IS_ISO = (rule(r"\bsoft[- ]tissue(?: (?:density|attenuation))?\b", "isodense", confidence=0.55),)
 # Solid organs: a cyst holds fluid, darker than every parenchyma; an inference like the one above (a haemorrhagic
-# "hyperdense cyst" states its density and outweighs it).
-_CYST_IS_HYPO = (rule(r"\b(?:cysts?|cystic (?:lesions?|mass(?:es)?|foc(?:us|i)|nodules?|tumou?rs?|neoplasms?))\b",
+# "hyperdense cyst" states its density and outweighs it). A mixed "cystic-solid" / "solid and cystic" lesion is
+# coded by its fluid part too: the solid part is at most isodense in these organs unless the report says otherwise.
+_CYSTIC = r"(?:(?:solid|mixed)[- ](?:and[- ])?)?cystic(?:[- ](?:and[- ])?solid)?"
+_CYST_IS_HYPO = (rule(rf"\b(?:cysts?|{_CYSTIC} (?:lesions?|mass(?:es)?|foc(?:us|i)|nodules?|tumou?rs?|neoplasms?))\b",
                       "hypodense", confidence=0.55),)
 LUNG_MASS_IS_SOLID = 0.5          # confidence of the inference, below any stated category
 DENSITY: Dict[str, Tuple[Rule, ...]] = {
