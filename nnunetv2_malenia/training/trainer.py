@@ -88,6 +88,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        self.check_settings()
         super().__init__(plans, configuration, fold, dataset_json, device)
         # Malenia supervises every decoder block itself (L_deep); nnU-Net's multi-scale targets are not needed.
         self.enable_deep_supervision = False
@@ -107,7 +108,6 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
         self.plans_manager = PlansManager(self.plans_manager.plans)
         self.configuration_manager = self.plans_manager.get_configuration(configuration)
         self.logger.local_logger.register_named_losses(self._named_loss_names())
-        self.check_settings()
         # the single-positive ablation matches on the paragraph row, as its loss does
         self.matcher = HungarianMatcher(**self.malenia_matcher_settings,
                                         multi_positive=self.malenia_loss_settings["multi_positive"])
