@@ -49,6 +49,7 @@ WHAT = {
     "ContextLocation": "location/organ rows matched against the 2-voxel shell around the mask (off by default)",
     "AppearanceSwap": "half the training lesions repainted with another disease's intensities and density texts "
                       "(off by default)",
+    "AspectNegatives": "MP-NCE negatives of a description's own aspect only (off by default)",
 }
 PAPER_VARIANTS = ("SingleScaleAlignment", "SinglePositive", "NoFusion", "MaskBranchOnly", "TextBranchOnly")
 NAMED_ASPECTS = ("location", "density", "enhancement_status")

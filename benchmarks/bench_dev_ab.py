@@ -16,6 +16,8 @@ with every knowledge-table disease a candidate (generalised zero-shot), at each 
     seen         mean Dice over the seen diseases
     named        reference lesions of the unseen dev set named right when shown to the model (--describe-masks)
     loc/dens/enh attribute precision of those lesions' reports for location, density and enhancement
+    seen loc     location precision of the seen dev set's reference lesions, described the same way: what the
+                 tokens read on the diseases they were trained on, the ceiling for the unseen ones
 
 Choose settings here, never on the test sets. Data and finished trainings in ``--work`` are reused, so a second
 variant costs one training (about 16-31 min on 2 CPU cores, host-dependent) plus about a minute of scoring per G.
@@ -87,7 +89,11 @@ def score(bench: "bz.Bench", trainer: str, penalty: float) -> dict:
     bench.step(f"{trainer} G={penalty:g} describe unseen dev", *predict, "-i", str(unseen / "imagesTs"), "-o",
                str(out / "described"), "-f", "0", "-device", bench.profile.device, "--describe-masks",
                str(unseen / "labelsTs"))
+    bench.step(f"{trainer} G={penalty:g} describe seen dev", *predict, "-i", str(seen / "imagesTs"), "-o",
+               str(out / "described_seen"), "-f", "0", "-device", bench.profile.device, "--describe-masks",
+               str(seen / "labelsTs"))
     naming = bz.evaluate_naming(unseen, out / "described" / "reports")
+    seen_naming = bz.evaluate_naming(seen, out / "described_seen" / "reports")
     agnostic = bz.class_agnostic_scores(unseen / "labelsTs", out / "unseen", bz.lesion_labels(unseen))
     return {"trainer": trainer, "seen_penalty": penalty,
             "finding": agnostic["lesion"]["dice"],
@@ -95,15 +101,18 @@ def score(bench: "bz.Bench", trainer: str, penalty: float) -> dict:
             "seen": bz.evaluate(seen / "labelsTs", out / "seen", seen)["summary"]["all"]["dice"],
             "named": naming["disease_identification"]["correct"],
             "lesions": naming["disease_identification"]["matched"],
-            **{aspect: naming["per_aspect"][aspect]["precision"] for aspect in NAMED_ASPECTS}}
+            **{aspect: naming["per_aspect"][aspect]["precision"] for aspect in NAMED_ASPECTS},
+            "seen_location": seen_naming["per_aspect"]["location"]["precision"]}
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    head = "| trainer | G | finding | unseen | seen | named | location | density | enhancement |\n" + "|---" * 9 + "|\n"
+    head = ("| trainer | G | finding | unseen | seen | named | location | density | enhancement | seen location |\n"
+            + "|---" * 10 + "|\n")
     fmt = lambda v: "–" if v is None else f"{v:.3f}"
     return head + "".join(
         f"| {r['trainer']} | {r['seen_penalty']:g} | {fmt(r['finding'])} | {fmt(r['unseen'])} | {fmt(r['seen'])} | "
-        f"{r['named']}/{r['lesions']} | " + " | ".join(fmt(r[a]) for a in NAMED_ASPECTS) + " |\n" for r in rows)
+        f"{r['named']}/{r['lesions']} | " + " | ".join(fmt(r[a]) for a in NAMED_ASPECTS)
+        + f" | {fmt(r.get('seen_location'))} |\n" for r in rows)
 
 
 def run(work: Path, trainers: Sequence[str], penalties: Sequence[float]) -> List[dict]:

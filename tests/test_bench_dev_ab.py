@@ -18,10 +18,10 @@ def test_dev_sets_are_not_the_benchmark_sets():
 
 def test_markdown_row_per_trainer_and_penalty():
     row = {"trainer": "T", "seen_penalty": 1.25, "finding": 0.4671, "unseen": 0.065, "seen": None, "named": 11,
-           "lesions": 41, "location": 0.024, "density": 0.463, "enhancement_status": 0.707}
+           "lesions": 41, "location": 0.024, "density": 0.463, "enhancement_status": 0.707, "seen_location": 0.3}
     table = dev.markdown([row, dict(row, seen_penalty=0.0)]).splitlines()
     assert len(table) == 4 and table[0].startswith("| trainer | G |")
-    assert table[2] == "| T | 1.25 | 0.467 | 0.065 | – | 11/41 | 0.024 | 0.463 | 0.707 |"
+    assert table[2] == "| T | 1.25 | 0.467 | 0.065 | – | 11/41 | 0.024 | 0.463 | 0.707 | 0.300 |"
     assert table[3].startswith("| T | 0 |")
 
 

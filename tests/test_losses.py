@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from nnunetv2_malenia.losses import (HungarianMatcher, MaleniaCriterion, SlotAssigner, instances_from_segmentation,
                                      mp_nce_loss, slot_weights_for, text_candidates, token_positives)
+from nnunetv2_malenia.losses.mp_nce import column_aspects
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS
 
 # Fake bank: rows 0-7 the eight aspects of label 2, rows 8-14 seven aspects of label 3 (no specific_features),
@@ -118,6 +119,52 @@ def test_mp_nce_matches_hand_computation():
     l0 = -0.5 * sum(math.log(math.exp(s0[k]) / (math.exp(s0[k]) + math.exp(s0[0]))) for k in (1, 2))
     l1 = -math.log(math.exp(s1[0]) / (math.exp(s1[0]) + math.exp(s1[1]) + math.exp(s1[2])))
     assert mp_nce_loss(emb, text, scale, pos, cand3).item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+
+
+def test_aspect_negatives_keep_a_positive_against_its_own_aspect_and_t0():
+    """Columns: t0, two rows of aspect 0, two of aspect 1. Token 0's positives are one row of each aspect; token 1
+    is a "no lesion" token. Hand computation of both denominators."""
+    text = torch.eye(5)                                                  # [R+1=5, C=5]: s_jk = scale * emb_jk
+    emb = torch.tensor([[[0.1, 0.5, 0.2, -0.3, 0.4], [0.4, -0.2, 0.0, 0.3, 0.1]]])   # [B=1, Q=2, C=5]
+    scale = torch.tensor(2.0)
+    pos = torch.tensor([[[False, True, False, True, False], [True, False, False, False, False]]])
+    cand = torch.ones(5, dtype=torch.bool)
+    column_aspect = column_aspects(torch.tensor([0, 0, 1, 1]))
+    assert column_aspect.tolist() == [-1, 0, 0, 1, 1]
+    s0 = [0.2, 1.0, 0.4, -0.6, 0.8]
+    s1 = [0.8, -0.4, 0.0, 0.6, 0.2]
+    e = math.exp
+    # token 0: row 1 (aspect 0) against row 2 and t0; row 3 (aspect 1) against row 4 and t0
+    l0 = -0.5 * (math.log(e(s0[1]) / (e(s0[1]) + e(s0[2]) + e(s0[0])))
+                 + math.log(e(s0[3]) / (e(s0[3]) + e(s0[4]) + e(s0[0]))))
+    # token 1: t0 against every row
+    l1 = -math.log(e(s1[0]) / (e(s1[0]) + sum(e(v) for v in s1[1:])))
+    got = mp_nce_loss(emb, text, scale, pos, cand, column_aspect=column_aspect)
+    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+    # the other aspect's rows no longer count: raising row 4 (aspect 1) leaves the aspect-0 term unchanged
+    plain = mp_nce_loss(emb, text, scale, pos, cand)
+    assert not math.isclose(got.item(), plain.item(), rel_tol=1e-4)
+    # a non-candidate column leaves its aspect's denominator
+    cand2 = torch.tensor([True, True, False, True, True])
+    l0 = -0.5 * (math.log(e(s0[1]) / (e(s0[1]) + e(s0[0])))
+                 + math.log(e(s0[3]) / (e(s0[3]) + e(s0[4]) + e(s0[0]))))
+    l1 = -math.log(e(s1[0]) / (e(s1[0]) + e(s1[1]) + e(s1[3]) + e(s1[4])))
+    got = mp_nce_loss(emb, text, scale, pos, cand2, column_aspect=column_aspect)
+    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+
+
+def test_criterion_aspect_negatives_changes_only_the_alignment_losses():
+    targets = instances_from_segmentation(_seg_two_blobs(), ["c1", None], FakeLookup(), 4, num_rows=R)
+    out = _normalised(_outputs(requires_grad=False))
+    matcher = HungarianMatcher(num_points=None)
+    plain = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher)(out, targets)
+    aspect = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher, aspect_negatives=True)(out, targets)
+    assert sorted(plain) == sorted(aspect)
+    for name in plain:
+        if name.startswith("loss_sim"):
+            assert aspect[name] < plain[name], name      # fewer negatives per positive: a smaller loss
+        else:
+            torch.testing.assert_close(aspect[name], plain[name])
 
 
 def test_text_candidates_modes():

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from nnunetv2_malenia.losses.dice_bce import bce_loss, dice_loss, sample_points_near_lesions
 from nnunetv2_malenia.losses.lesion_aux import lesion_aux_loss
 from nnunetv2_malenia.losses.matcher import HungarianMatcher, Indices
-from nnunetv2_malenia.losses.mp_nce import mp_nce_loss, text_candidates, token_positives
+from nnunetv2_malenia.losses.mp_nce import column_aspects, mp_nce_loss, text_candidates, token_positives
 
 
 def num_instances_global(targets: Sequence[Dict[str, torch.Tensor]], device: torch.device) -> float:
@@ -57,12 +57,14 @@ class MaleniaCriterion:
                  no_lesion_weight: float = 0.1,
                  multi_scale: bool = True,
                  multi_positive: bool = True,
+                 aspect_negatives: bool = False,
                  matcher: Optional[HungarianMatcher] = None, generator: Optional[torch.Generator] = None):
         """Eq. 6 weights: weight_deep/sim/seg = l1/l2/l3 (paper 1, 1, 1); weight_bce/dice = L_seg's alpha1/alpha2
         (paper 2, 2); weight_others: loss_others' weight inside L_seg (0: the paper's L_seg); weight_lesion: the
         auxiliary loss_lesion's weight, added to Eq. 6 (0: the paper's total; > 0 needs "lesion_logits"). Ablations:
         multi_scale=False -> loss_sim on the last block only; multi_positive=False -> the
-        joined paragraph row is the single positive (give the matcher the same flag).
+        joined paragraph row is the single positive (give the matcher the same flag). aspect_negatives=True: a
+        positive description competes with the negatives of its own aspect and t0 only (``mp_nce_loss``).
 
         row_aspect [R] long (TextBank.aspect_index(), the network's buffer) defines the MP-NCE candidates
         (text_candidates). It may be set later (``criterion.row_aspect = ...``); if it is still None at the first
@@ -80,6 +82,7 @@ class MaleniaCriterion:
         self.foreground_fraction = foreground_fraction
         self.no_lesion_weight = no_lesion_weight
         self.multi_scale, self.multi_positive = multi_scale, multi_positive
+        self.aspect_negatives = aspect_negatives
         self.matcher = matcher
         self.generator = generator
 
@@ -112,12 +115,16 @@ class MaleniaCriterion:
                                             self.foreground_fraction, self.generator)
         losses: Dict[str, torch.Tensor] = {}
         candidates = self.candidates(text.shape[0], text.device)                                   # [R+1]
+        column_aspect = None
+        if self.aspect_negatives:
+            assert self.row_aspect is not None, "aspect_negatives needs row_aspect (each row's aspect)"
+            column_aspect = column_aspects(self.row_aspect.to(text.device))                        # [R+1]
         for i in range(L):
             losses[f"loss_deep_{i}"] = self._mask_losses(block_masks[i], targets, indices[i], points, num)[1]
             if self.multi_scale or i == L - 1:
                 pos = token_positives(targets, indices[i], Q, text.shape[0], self.multi_positive)  # [B, Q, R+1]
                 losses[f"loss_sim_{i}"] = mp_nce_loss(block_emb[i], text, scale, pos.to(text.device), candidates,
-                                                      self.no_lesion_weight)
+                                                      self.no_lesion_weight, column_aspect)
         losses["loss_bce"], losses["loss_dice"] = self._mask_losses(pred_masks, targets, indices[-1], points, num)
         if self.weight_others:
             losses["loss_others"] = self._other_lesion_loss(pred_masks, targets, indices[-1], points, num)

@@ -4,7 +4,7 @@ Text-space columns: 0 = t0 ("no lesion"), 1..R = bank rows (row r at column r+1)
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -58,8 +58,35 @@ def token_positives(targets: Sequence[Dict[str, torch.Tensor]], indices: Sequenc
     return out
 
 
+def column_aspects(row_aspect: torch.Tensor) -> torch.Tensor:
+    """row_aspect [R] long -> [R+1] long: each text-space column's aspect index, -1 for t0 (column 0)."""
+    return torch.cat([torch.full((1,), -1, dtype=row_aspect.dtype, device=row_aspect.device), row_aspect])
+
+
+def negative_logsumexp(sim: torch.Tensor, negatives: torch.Tensor, column_aspect: Optional[torch.Tensor] = None
+                       ) -> torch.Tensor:
+    """Per column k, the logsumexp of the negatives a positive k competes with: sim [B, Q, R+1], negatives
+    [B, Q, R+1] bool, column_aspect [R+1] long (``column_aspects``) or None -> [B, Q, R+1].
+
+    None: every negative (Eq. 2 as printed). Given: a positive of aspect a competes with the negatives of aspect a
+    and with t0; a positive t0 (aspect -1) with every negative."""
+    masked = torch.where(negatives, sim, torch.full_like(sim, MASKED_LOGIT))          # [B, Q, R+1]
+    every = masked.logsumexp(-1, keepdim=True)                                        # [B, Q, 1]
+    if column_aspect is None:
+        return every.expand_as(sim)
+    column_aspect = column_aspect.to(sim.device)
+    groups = torch.unique(column_aspect[column_aspect >= 0])                          # [G]
+    member = column_aspect.view(1, -1) == groups.view(-1, 1)                          # [G, R+1]
+    member[:, 0] = True                                                               # t0 competes in every aspect
+    per_group = torch.where(member, masked.unsqueeze(2), torch.full_like(masked.unsqueeze(2), MASKED_LOGIT))
+    per_group = per_group.logsumexp(-1)                                               # [B, Q, G]
+    group_of = (column_aspect.view(-1, 1) == groups.view(1, -1)).long().argmax(-1)   # [R+1] (0 where aspect -1)
+    return torch.where(column_aspect >= 0, per_group[..., group_of], every)           # [B, Q, R+1]
+
+
 def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor,
-                positives: torch.Tensor, candidates: torch.Tensor, no_lesion_weight: float = 1.0) -> torch.Tensor:
+                positives: torch.Tensor, candidates: torch.Tensor, no_lesion_weight: float = 1.0,
+                column_aspect: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Eq. 2. embeddings [B, Q, C], text_embeddings [R+1, C] (both L2-normalised), positives [B, Q, R+1] bool,
     candidates [R+1] bool -> scalar.
 
@@ -71,11 +98,19 @@ def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_s
     no_lesion_weight: weight of the tokens whose only positive is t0 in that average (1.0 = Eq. 2 as printed).
     With 16 tokens and one to three lesions per patch, t0 tokens outnumber lesion tokens ~7:1 and every token ends
     up "no lesion"; DETR/Mask2Former, on which Malenia builds, weight the no-object class 0.1 for this reason.
+
+    column_aspect ([R+1] long, ``column_aspects``; None = Eq. 2): aspect-wise negatives (not in the paper; the
+    trainer's ``aspect_negatives``). A positive of aspect a then competes only with aspect a's negatives and t0,
+    which is the choice inference makes: a lesion's location is the best of the location rows (per-aspect softmax,
+    lesion_description.py), never a contest with density rows. With every negative, the other aspects' ~60 rows,
+    far from the token after the first epochs, still fill the denominator while the pair that decides the aspect
+    (left vs right kidney) is one term among them; in the default CPU-regime model those two rows ended at text-space
+    cosine 0.988, liver lobes at 0.997, lung lobes at 0.998-0.999, so sub-region location was a coin flip.
     """
     sim = logit_scale.float() * torch.einsum("bqc,rc->bqr", embeddings.float(), text_embeddings.float())  # [B, Q, R+1]
     pos = positives.to(sim.device)
     neg = candidates.to(sim.device).view(1, 1, -1) & ~pos                           # [B, Q, R+1]
-    neg_lse = torch.where(neg, sim, torch.full_like(sim, MASKED_LOGIT)).logsumexp(-1, keepdim=True)  # [B, Q, 1]
+    neg_lse = negative_logsumexp(sim, neg, column_aspect)                            # [B, Q, R+1]
     # log(e^s / (e^s + e^neg_lse)) = s - logaddexp(s, neg_lse); no negatives -> neg_lse ~ -1e9 -> term 0
     log_prob = sim - torch.logaddexp(sim, neg_lse)                                   # [B, Q, R+1]
     n_pos = pos.sum(-1)                                                              # [B, Q]

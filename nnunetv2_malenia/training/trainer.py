@@ -74,9 +74,12 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     # unused_rows_as_negatives (issue #12 B): False leaves the bank rows that no training label uses (descriptions
     # only unseen diseases have) out of MP-NCE and the matcher; True makes them negatives for every token, which
     # pushes the unseen diseases' scores down before inference sees them (the earlier behaviour, for the ablation).
+    # aspect_negatives (not in the paper, losses/mp_nce.py): a positive description competes only with its own
+    # aspect's negatives and t0, as inference chooses each aspect among its own rows. Off by default (README, "CPU
+    # regime").
     malenia_loss_settings: Dict = dict(weight_deep=1.0, weight_sim=1.0, weight_seg=1.0, weight_bce=2.0,
                                        weight_dice=2.0, weight_others=2.0, weight_lesion=4.0, multi_scale=True,
-                                       multi_positive=True,
+                                       multi_positive=True, aspect_negatives=False,
                                        unused_rows_as_negatives=False)
     # Matching costs as in Mask2Former (mask BCE 5, dice 5, class 2). num_points None: matcher and mask losses use
     # every voxel (exact dice for lesions of a few dozen voxels; see losses/criterion.py for what sampling did).

@@ -141,6 +141,12 @@ class nnUNetTrainerMalenia_AppearanceSwap(nnUNetTrainerMalenia):
     appearance_swap = 0.5
 
 
+class nnUNetTrainerMalenia_AspectNegatives(nnUNetTrainerMalenia):
+    """MP-NCE with aspect-wise negatives: a lesion's location description competes with the other location
+    descriptions (and t0), not with every description of every aspect (losses/mp_nce.py)."""
+    malenia_loss_settings = dict(nnUNetTrainerMalenia.malenia_loss_settings, aspect_negatives=True)
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -201,6 +207,10 @@ class nnUNetTrainerMalenia_AspectHeads_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
 
 class nnUNetTrainerMalenia_AppearanceSwap_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     appearance_swap = nnUNetTrainerMalenia_AppearanceSwap.appearance_swap
+
+
+class nnUNetTrainerMalenia_AspectNegatives_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_loss_settings = nnUNetTrainerMalenia_AspectNegatives.malenia_loss_settings
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
