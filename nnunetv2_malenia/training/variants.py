@@ -147,6 +147,13 @@ class nnUNetTrainerMalenia_AspectNegatives(nnUNetTrainerMalenia):
     malenia_loss_settings = dict(nnUNetTrainerMalenia.malenia_loss_settings, aspect_negatives=True)
 
 
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives(nnUNetTrainerMalenia_AspectHeads):
+    """Aspect heads trained with aspect-wise negatives: each aspect's head is contrasted against that aspect's rows
+    only, so each head becomes a classifier of its aspect's values (location from where, density from how)."""
+    malenia_loss_settings = nnUNetTrainerMalenia_AspectNegatives.malenia_loss_settings
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -211,6 +218,11 @@ class nnUNetTrainerMalenia_AppearanceSwap_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
 
 class nnUNetTrainerMalenia_AspectNegatives_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_AspectNegatives.malenia_loss_settings
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives.malenia_network_settings
+    malenia_loss_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives.malenia_loss_settings
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
