@@ -147,7 +147,6 @@ class nnUNetTrainerMalenia_AspectNegatives(nnUNetTrainerMalenia):
     malenia_loss_settings = dict(nnUNetTrainerMalenia.malenia_loss_settings, aspect_negatives=True)
 
 
-
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives(nnUNetTrainerMalenia_AspectHeads):
     """Aspect heads trained with aspect-wise negatives: each aspect's head is contrasted against that aspect's rows
     only, so each head becomes a classifier of its aspect's values (location from where, density from how)."""
