@@ -19,7 +19,9 @@ with every knowledge-table disease a candidate (generalised zero-shot), at each 
     seen loc     location precision of the seen dev set's reference lesions, described the same way: what the
                  tokens read on the diseases they were trained on, the ceiling for the unseen ones
 
-Choose settings here, never on the test sets. Data and finished trainings in ``--work`` are reused, so a second
+Choose settings here, never on the test sets. ``--test-sets`` scores the same figures on the quick benchmark's test
+sets (A's seen test set, C's unseen one, same seeds and geometry as bench_zero_shot.py): once, for a setting and a G
+already chosen here. Data and finished trainings in ``--work`` are reused, so a second
 variant costs one training (about 16-31 min on 2 CPU cores, host-dependent) plus about a minute of scoring per G.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -49,20 +51,12 @@ def bench_for(work: Path) -> "bz.Bench":
 
 def write_data(bench: "bz.Bench") -> None:
     """The quick benchmark's seen training set (same seed and geometry), the two dev sets, bank, plan, preprocessing."""
-    from nnunetv2_malenia.attributes import load_knowledge_table
-    from nnunetv2_malenia.phantoms.dataset import split_diseases, write_phantom_dataset
-    from nnunetv2_malenia.phantoms.generator import PhantomConfig
-
-    p, table = bench.profile, load_knowledge_table()
-    sets = [(bz.SEEN_ID, "seen", p.train_cases, p.seen_test_cases, bz.SEEDS["phantoms_seen"], "seen")]
+    p = bench.profile
+    bz.write_phantom_set(bench, bz.SEEN_ID, "seen", p.train_cases, p.seen_test_cases, bz.SEEDS["phantoms_seen"],
+                         "seen")
     # nnU-Net's dataset layout wants training cases; the dev sets are their test cases (imagesTs/labelsTs)
-    sets += [(i, split, 5, DEV_CASES, seed, name.lower()) for i, (name, split, seed) in DEV_SETS.items()]
-    for dataset_id, split, cases, test_cases, seed, prefix in sets:
-        labelled, _ = split_diseases(table, split, False)
-        config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed,
-                               min_lesion_radius=p.min_lesion_radius, lesions_per_case=p.lesions_per_case)
-        write_phantom_dataset(bench.dataset(dataset_id), table, config, cases, test_cases,
-                              num_processes=p.workers, case_prefix=prefix)
+    for dataset_id, (name, split, seed) in DEV_SETS.items():
+        bz.write_phantom_set(bench, dataset_id, split, 5, DEV_CASES, seed, name.lower())
     bench.step("text bank of the seen training set", "nnUNetv2_malenia_build_bank", str(bz.SEEN_ID))
     bz.plan_and_preprocess(bench, "seen training set", (bz.SEEN_ID,))
 
@@ -75,10 +69,19 @@ def train(bench: "bz.Bench", trainer: str) -> None:
                trainer, "-device", bench.profile.device)
 
 
-def score(bench: "bz.Bench", trainer: str, penalty: float) -> dict:
-    """One trainer at one G: the three predictions, then the figures of the module docstring."""
-    unseen, seen = bench.dataset(DEV_UNSEEN_ID), bench.dataset(DEV_SEEN_ID)
-    out = bench.work / "predictions" / f"{trainer}_G{penalty:g}"
+def scored_sets(test_sets: bool) -> Tuple[int, int, str]:
+    """(unseen dataset id, seen dataset id, predictions folder name): the dev sets, or with ``test_sets`` the quick
+    benchmark's C and A test sets (bench_zero_shot.py's seeds and geometry, so the same cases)."""
+    if test_sets:
+        return bz.UNSEEN_ID, bz.SEEN_ID, "test_predictions"
+    return DEV_UNSEEN_ID, DEV_SEEN_ID, "predictions"
+
+
+def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = False) -> dict:
+    """One trainer at one G: the four predictions, then the figures of the module docstring."""
+    unseen_id, seen_id, folder = scored_sets(test_sets)
+    unseen, seen = bench.dataset(unseen_id), bench.dataset(seen_id)
+    out = bench.work / folder / f"{trainer}_G{penalty:g}"
     predict = ["nnUNetv2_malenia_predict", "-m", str(bench.model(bz.SEEN_ID, trainer)), "--seen-penalty",
                f"{penalty:g}"]
     common = bz.predict_args(bench.profile)
@@ -115,14 +118,16 @@ def markdown(rows: Sequence[dict]) -> str:
         + f" | {fmt(r.get('seen_location'))} |\n" for r in rows)
 
 
-def run(work: Path, trainers: Sequence[str], penalties: Sequence[float]) -> List[dict]:
+def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_sets: bool = False) -> List[dict]:
     bench = bench_for(work)
     if not (bench.work / "nnUNet_preprocessed" / bench.dataset(bz.SEEN_ID).name).is_dir():
         write_data(bench)
+    if test_sets and not (bench.dataset(bz.UNSEEN_ID) / "labelsTs").is_dir():
+        bz.write_unseen_phantoms(bench)
     rows = []
     for trainer in trainers:
         train(bench, trainer)
-        rows += [score(bench, trainer, g) for g in penalties]
+        rows += [score(bench, trainer, g, test_sets) for g in penalties]
     return rows
 
 
@@ -132,8 +137,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--trainers", nargs="+", required=True, help="Malenia trainer classes (CPU regime)")
     parser.add_argument("--seen-penalty", type=float, nargs="+", default=[0.0], help="G values to score")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")
+    parser.add_argument("--test-sets", action="store_true",
+                        help="score on the quick benchmark's test sets (A's seen, C's unseen) instead of the dev sets: "
+                             "once, for a setting and G already chosen on the dev sets")
     args = parser.parse_args(argv)
-    rows = run(args.work, args.trainers, args.seen_penalty)
+    rows = run(args.work, args.trainers, args.seen_penalty, args.test_sets)
     table = markdown(rows)
     print(table)
     if args.out:

@@ -164,21 +164,32 @@ class Bench:
 
 
 # -------------------------------------------------------------------------------------------------------------- data
-def write_phantoms(bench: Bench) -> None:
+def write_phantom_set(bench: Bench, dataset_id: int, split: str, cases: int, test_cases: int, seed: int,
+                      prefix: str) -> None:
+    """One phantom dataset of the profile's geometry: ``cases`` training and ``test_cases`` test cases of a split."""
     from nnunetv2_malenia.attributes import load_knowledge_table
     from nnunetv2_malenia.phantoms.dataset import split_diseases, write_phantom_dataset
     from nnunetv2_malenia.phantoms.generator import PhantomConfig
 
+    p, table = bench.profile, load_knowledge_table()
+    labelled, _ = split_diseases(table, split, False)
+    config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed,
+                           min_lesion_radius=p.min_lesion_radius, lesions_per_case=p.lesions_per_case)
+    write_phantom_dataset(bench.dataset(dataset_id), table, config, cases, test_cases, num_processes=p.workers,
+                          case_prefix=prefix)
+
+
+def write_phantoms(bench: Bench) -> None:
     p = bench.profile
-    table = load_knowledge_table()
-    for dataset_id, split, cases, test_cases, seed, prefix in (
-            (SEEN_ID, "seen", p.train_cases, p.seen_test_cases, SEEDS["phantoms_seen"], "seen"),
-            (UNSEEN_ID, "unseen", p.unseen_train_cases, p.unseen_test_cases, SEEDS["phantoms_unseen"], "unseen")):
-        labelled, _ = split_diseases(table, split, False)
-        config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed,
-                               min_lesion_radius=p.min_lesion_radius, lesions_per_case=p.lesions_per_case)
-        write_phantom_dataset(bench.dataset(dataset_id), table, config, cases, test_cases,
-                              num_processes=p.workers, case_prefix=prefix)
+    write_phantom_set(bench, SEEN_ID, "seen", p.train_cases, p.seen_test_cases, SEEDS["phantoms_seen"], "seen")
+    write_unseen_phantoms(bench)
+
+
+def write_unseen_phantoms(bench: Bench) -> None:
+    """C: the unseen split's training set (supervised arm) and test set (every arm's zero-shot test)."""
+    p = bench.profile
+    write_phantom_set(bench, UNSEEN_ID, "unseen", p.unseen_train_cases, p.unseen_test_cases,
+                      SEEDS["phantoms_unseen"], "unseen")
 
 
 def write_merged_dataset(seen: Path, merged: Path) -> None:

@@ -28,3 +28,27 @@ def test_markdown_row_per_trainer_and_penalty():
 def test_trainers_are_required():
     with pytest.raises(SystemExit):
         dev.main(["--work", "/nonexistent"])
+
+
+def test_test_sets_are_the_benchmark_sets_in_their_own_folder():
+    unseen, seen, folder = dev.scored_sets(test_sets=True)
+    assert (unseen, seen) == (bz.UNSEEN_ID, bz.SEEN_ID)
+    dev_unseen, dev_seen, dev_folder = dev.scored_sets(test_sets=False)
+    assert (dev_unseen, dev_seen) == (dev.DEV_UNSEEN_ID, dev.DEV_SEEN_ID)
+    assert folder != dev_folder                       # test-set predictions never overwrite dev-set ones
+
+
+def test_dev_and_test_sets_are_written_like_the_benchmark(tmp_path, monkeypatch):
+    """bench_dev_ab writes its sets through bench_zero_shot's writer, so its A and C are the benchmark's cases."""
+    calls = []
+    monkeypatch.setattr(bz, "write_phantom_set", lambda bench, *args: calls.append(args))
+    monkeypatch.setattr(dev.bz, "plan_and_preprocess", lambda *a, **k: None)
+    bench = dev.bench_for(tmp_path)
+    monkeypatch.setattr(bench, "step", lambda *a, **k: None)
+    dev.write_data(bench)
+    bz.write_unseen_phantoms(bench)
+    p = bench.profile
+    assert calls[0] == (bz.SEEN_ID, "seen", p.train_cases, p.seen_test_cases, bz.SEEDS["phantoms_seen"], "seen")
+    assert calls[-1] == (bz.UNSEEN_ID, "unseen", p.unseen_train_cases, p.unseen_test_cases,
+                         bz.SEEDS["phantoms_unseen"], "unseen")
+    assert {c[0] for c in calls[1:-1]} == {dev.DEV_UNSEEN_ID, dev.DEV_SEEN_ID}
