@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
 from nnunetv2_malenia.network.malenia_net import CONTEXT_ASPECTS
-from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, IntensityBins, attention_blocked, dilate,
+from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, IntensityBins, attention_blocked, block_max, dilate,
                                                    mask_pooled_features, ring_pooled_features)
 from nnunetv2_malenia.network.unet_features import decoder_features, select_attention_scales
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
@@ -629,6 +629,14 @@ def test_attention_blocked_opens_every_coarse_cell_that_any_mask_voxel_touches()
     assert (~blocked[:, 0]).nonzero()[:, 1].unique().tolist() == [0]        # only the cell of its one voxel
     assert (~blocked[:, 1]).nonzero()[:, 1].unique().tolist() == [7]
     assert not blocked[:, 2].any()                                           # empty mask: attends everywhere
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 12, 8, 6), (3, 2, 6)), ((1, 2, 8, 8), (2, 4)), ((1, 2, 9), (3,)),
+                                          ((1, 2, 7, 8, 8), (3, 2, 2))])    # the last: 7 does not divide, fallback
+def test_block_max_is_adaptive_max_pooling(shape, size):
+    x = torch.randn(*shape)
+    pool = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}[len(size)]
+    assert torch.equal(block_max(x, size), pool(x, size))
 
 
 def test_blocked_positions_do_not_reach_the_token():
