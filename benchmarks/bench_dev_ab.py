@@ -23,11 +23,17 @@ Choose settings here, never on the test sets. ``--test-sets`` scores the same fi
 sets (A's seen test set, C's unseen one, same seeds and geometry as bench_zero_shot.py): once, for a setting and a G
 already chosen here. Data and finished trainings in ``--work`` are reused, so a second
 variant costs one training (about 16-31 min on 2 CPU cores, host-dependent) plus about a minute of scoring per G.
+
+At this budget two trainings of one setting differ as much as settings do (README, CPU regime table), so compare
+settings over several training seeds: ``MALENIA_SEED=1 python benchmarks/bench_dev_ab.py --work /tmp/dev_ab_seed1
+...``. The seed is a column of the table; a finished model is reused only by a run of the seed it was trained with,
+so each seed needs its own ``--work`` (nnUNet_raw and nnUNet_preprocessed can be copied from another).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -36,6 +42,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import bench_zero_shot as bz  # noqa: E402  (beside this file)
+from nnunetv2_malenia.training.seeding import SEED_VARIABLE  # noqa: E402
 
 DEV_UNSEEN_ID, DEV_SEEN_ID = 921, 922
 DEV_SETS = {DEV_UNSEEN_ID: ("DevUnseen", "unseen", 5), DEV_SEEN_ID: ("DevSeen", "seen", 7)}
@@ -61,9 +68,27 @@ def write_data(bench: "bz.Bench") -> None:
     bz.plan_and_preprocess(bench, "seen training set", (bz.SEEN_ID,))
 
 
+def training_seed(bench: "bz.Bench") -> int:
+    """MALENIA_SEED of this run's trainings (demo_env makes it 0 when unset)."""
+    return bz.run_seeds(bench.env)["training"]
+
+
+def trained_seed(fold: Path) -> Optional[int]:
+    """The MALENIA_SEED a finished training ran with, from the trainer's line in nnU-Net's training logs (the last
+    log that has one: a continued training writes a second log); None when no log names one."""
+    seeds = [m.group(1) for log in sorted(fold.glob("training_log_*.txt"))
+             for m in re.finditer(rf"{SEED_VARIABLE}=(\d+):", log.read_text(errors="replace"))]
+    return int(seeds[-1]) if seeds else None
+
+
 def train(bench: "bz.Bench", trainer: str) -> None:
-    if (bench.model(bz.SEEN_ID, trainer) / "fold_0" / "checkpoint_final.pth").is_file():
-        print(f"{trainer}: trained model found, reused", flush=True)
+    fold = bench.model(bz.SEEN_ID, trainer) / "fold_0"
+    if (fold / "checkpoint_final.pth").is_file():
+        found, wanted = trained_seed(fold), training_seed(bench)
+        if found != wanted:     # a row labelled with one seed must not score a model of another
+            sys.exit(f"{fold}: trained with {SEED_VARIABLE}={found}, this run asks for {wanted}; give each training "
+                     f"seed its own --work (copy nnUNet_raw and nnUNet_preprocessed to skip writing the data again)")
+        print(f"{trainer}: trained model found ({SEED_VARIABLE}={found}), reused", flush=True)
         return
     bench.step(f"train {trainer}", "nnUNetv2_train", str(bz.SEEN_ID), bench.profile.configuration, "0", "-tr",
                trainer, "-device", bench.profile.device)
@@ -98,7 +123,7 @@ def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = Fal
     naming = bz.evaluate_naming(unseen, out / "described" / "reports")
     seen_naming = bz.evaluate_naming(seen, out / "described_seen" / "reports")
     agnostic = bz.class_agnostic_scores(unseen / "labelsTs", out / "unseen", bz.lesion_labels(unseen))
-    return {"trainer": trainer, "seen_penalty": penalty,
+    return {"trainer": trainer, "seed": training_seed(bench), "seen_penalty": penalty,
             "finding": agnostic["lesion"]["dice"],
             "unseen": bz.evaluate(unseen / "labelsTs", out / "unseen", unseen)["summary"]["all"]["dice"],
             "seen": bz.evaluate(seen / "labelsTs", out / "seen", seen)["summary"]["all"]["dice"],
@@ -109,13 +134,13 @@ def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = Fal
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    head = ("| trainer | G | finding | unseen | seen | named | location | density | enhancement | seen location |\n"
-            + "|---" * 10 + "|\n")
+    head = ("| trainer | seed | G | finding | unseen | seen | named | location | density | enhancement "
+            "| seen location |\n" + "|---" * 11 + "|\n")
     fmt = lambda v: "–" if v is None else f"{v:.3f}"
     return head + "".join(
-        f"| {r['trainer']} | {r['seen_penalty']:g} | {fmt(r['finding'])} | {fmt(r['unseen'])} | {fmt(r['seen'])} | "
-        f"{r['named']}/{r['lesions']} | " + " | ".join(fmt(r[a]) for a in NAMED_ASPECTS)
-        + f" | {fmt(r.get('seen_location'))} |\n" for r in rows)
+        f"| {r['trainer']} | {r.get('seed', '–')} | {r['seen_penalty']:g} | {fmt(r['finding'])} | "
+        f"{fmt(r['unseen'])} | {fmt(r['seen'])} | {r['named']}/{r['lesions']} | "
+        + " | ".join(fmt(r[a]) for a in NAMED_ASPECTS) + f" | {fmt(r.get('seen_location'))} |\n" for r in rows)
 
 
 def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_sets: bool = False) -> List[dict]:

@@ -17,12 +17,30 @@ def test_dev_sets_are_not_the_benchmark_sets():
 
 
 def test_markdown_row_per_trainer_and_penalty():
-    row = {"trainer": "T", "seen_penalty": 1.25, "finding": 0.4671, "unseen": 0.065, "seen": None, "named": 11,
-           "lesions": 41, "location": 0.024, "density": 0.463, "enhancement_status": 0.707, "seen_location": 0.3}
+    row = {"trainer": "T", "seed": 1, "seen_penalty": 1.25, "finding": 0.4671, "unseen": 0.065, "seen": None,
+           "named": 11, "lesions": 41, "location": 0.024, "density": 0.463, "enhancement_status": 0.707,
+           "seen_location": 0.3}
     table = dev.markdown([row, dict(row, seen_penalty=0.0)]).splitlines()
-    assert len(table) == 4 and table[0].startswith("| trainer | G |")
-    assert table[2] == "| T | 1.25 | 0.467 | 0.065 | – | 11/41 | 0.024 | 0.463 | 0.707 | 0.300 |"
-    assert table[3].startswith("| T | 0 |")
+    assert len(table) == 4 and table[0].startswith("| trainer | seed | G |")
+    assert table[2] == "| T | 1 | 1.25 | 0.467 | 0.065 | – | 11/41 | 0.024 | 0.463 | 0.707 | 0.300 |"
+    assert table[3].startswith("| T | 1 | 0 |")
+
+
+def test_a_model_is_reused_only_for_the_seed_it_was_trained_with(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MALENIA_SEED", "2")
+    bench = dev.bench_for(tmp_path)
+    fold = bench.model(bz.SEEN_ID, "T") / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_final.pth").write_bytes(b"")
+    assert dev.trained_seed(fold) is None                       # no log names a seed
+    line = "2026-12-06 23:09:29.285568: MALENIA_SEED={}: network initialisation and patch sampling seeded \n"
+    (fold / "training_log_2026_12_6_20_08_52.txt").write_text("Epoch 0\n" + line.format(1))
+    assert dev.trained_seed(fold) == 1
+    with pytest.raises(SystemExit, match="MALENIA_SEED=1, this run asks for 2"):
+        dev.train(bench, "T")
+    (fold / "training_log_2026_12_6_23_09_28.txt").write_text(line.format(2))   # continued with seed 2: the last log
+    dev.train(bench, "T")                                       # reused, nothing trained
+    assert "reused" in capsys.readouterr().out
 
 
 def test_trainers_are_required():
