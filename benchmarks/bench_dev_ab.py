@@ -86,7 +86,8 @@ def train(bench: "bz.Bench", trainer: str) -> None:
     if (fold / "checkpoint_final.pth").is_file():
         found, wanted = trained_seed(fold), training_seed(bench)
         if found != wanted:     # a row labelled with one seed must not score a model of another
-            sys.exit(f"{fold}: trained with {SEED_VARIABLE}={found}, this run asks for {wanted}; give each training "
+            trained = "without a seed in its training log" if found is None else f"with {SEED_VARIABLE}={found}"
+            sys.exit(f"{fold}: trained {trained}, this run asks for {wanted}; give each training "
                      f"seed its own --work (copy nnUNet_raw and nnUNet_preprocessed to skip writing the data again)")
         print(f"{trainer}: trained model found ({SEED_VARIABLE}={found}), reused", flush=True)
         return

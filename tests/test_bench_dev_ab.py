@@ -33,6 +33,8 @@ def test_a_model_is_reused_only_for_the_seed_it_was_trained_with(tmp_path, monke
     fold.mkdir(parents=True)
     (fold / "checkpoint_final.pth").write_bytes(b"")
     assert dev.trained_seed(fold) is None                       # no log names a seed
+    with pytest.raises(SystemExit, match="without a seed in its training log, this run asks for 2"):
+        dev.train(bench, "T")
     line = "2026-12-06 23:09:29.285568: MALENIA_SEED={}: network initialisation and patch sampling seeded \n"
     (fold / "training_log_2026_12_6_20_08_52.txt").write_text("Epoch 0\n" + line.format(1))
     assert dev.trained_seed(fold) == 1
