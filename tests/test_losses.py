@@ -153,6 +153,26 @@ def test_aspect_negatives_keep_a_positive_against_its_own_aspect_and_t0():
     assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
 
 
+def test_scan_columns_are_never_negatives_of_a_no_lesion_token():
+    """Columns: t0, two rows of aspect 0, two scan-level rows. Token 0 is a lesion token with one positive of each;
+    token 1 a "no lesion" token: the scan rows leave its denominator, not token 0's."""
+    text = torch.eye(5)                                                  # [R+1=5, C=5]: s_jk = scale * emb_jk
+    emb = torch.tensor([[[0.1, 0.5, 0.2, -0.3, 0.4], [0.4, -0.2, 0.0, 0.3, 0.1]]])   # [B=1, Q=2, C=5]
+    scale = torch.tensor(2.0)
+    pos = torch.tensor([[[False, True, False, True, False], [True, False, False, False, False]]])
+    cand = torch.ones(5, dtype=torch.bool)
+    scan = torch.tensor([False, False, False, True, True])
+    s0 = [0.2, 1.0, 0.4, -0.6, 0.8]
+    s1 = [0.8, -0.4, 0.0, 0.6, 0.2]
+    e = math.exp
+    neg0 = e(s0[0]) + e(s0[2]) + e(s0[4])                                 # every other candidate, scan row 4 too
+    l0 = -0.5 * sum(math.log(e(s0[k]) / (e(s0[k]) + neg0)) for k in (1, 3))
+    l1 = -math.log(e(s1[0]) / (e(s1[0]) + e(s1[1]) + e(s1[2])))          # rows 3 and 4 left out
+    got = mp_nce_loss(emb, text, scale, pos, cand, scan_columns=scan)
+    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+    assert mp_nce_loss(emb, text, scale, pos, cand).item() != pytest.approx(got.item(), rel=1e-4)
+
+
 def test_text_candidates_modes():
     multi, single = text_candidates(ROW_ASPECT, True), text_candidates(ROW_ASPECT, False)
     assert multi[0] and single[0]
@@ -350,6 +370,15 @@ def test_ablation_flags():
             assert aspect[name] < full[name], name
         else:
             torch.testing.assert_close(aspect[name], full[name])
+    # a network's scan columns (scan_phase) leave the no-lesion tokens' denominators: alignment terms only, downwards
+    phase_rows = ROW_ASPECT == BANK_ASPECTS.index("enhancement_status")                # [R]
+    scan_columns = torch.cat((torch.zeros(1, dtype=torch.bool), phase_rows))           # [R+1]
+    scan = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher)({**out, "scan_columns": scan_columns}, targets)
+    for name in full:
+        if name.startswith("loss_sim"):
+            assert scan[name] < full[name], name
+        else:
+            torch.testing.assert_close(scan[name], full[name])
     weights = MaleniaCriterion(ROW_ASPECT, weight_deep=0.0, weight_sim=0.0, weight_seg=1.0, weight_bce=1.0,
                                weight_dice=0.0, weight_others=0.0)
     torch.testing.assert_close(weights.weighted_total(full), full["loss_bce"])

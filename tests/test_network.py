@@ -130,7 +130,9 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
                                 "mask_pooling": True, "mask_residual": True},
              "masked_attention": {"masked_attention": True, "mask_pooling": True, "mask_residual": True},
              "aspect_heads": {"aspect_heads": True, "masked_attention": True, "mask_pooling": True,
-                              "mask_residual": True}}
+                              "mask_residual": True},
+             "scan_phase": {"aspect_heads": True, "scan_phase": True, "masked_attention": True,
+                            "mask_pooling": True, "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -585,6 +587,34 @@ def test_aspect_heads_compare_each_aspect_through_its_own_head():
     assert tuple(build().mask_decoder.text_head.weight.shape) == (32, 32)    # models trained before it load
     with pytest.raises(AssertionError, match="text_blocks"):
         build(aspect_heads=True, context_ring=1)
+
+
+def test_scan_phase_puts_one_scan_embedding_in_every_token_of_the_scan():
+    net = build(aspect_heads=True, scan_phase=True, mask_pooling=True, masked_attention=True).eval()
+    c, n = net.token_dim, net.text_blocks
+    phase = BANK_ASPECTS.index("enhancement_status")
+    assert net.scan_blocks() == (phase + 1,)
+    columns = net.scan_columns()                                             # [R+1]
+    assert columns.tolist() == [False] + (net.row_aspect == phase).tolist()
+    x = sample()
+    x[1] = x[1] * 3.0 + 1.0                                                  # another intensity distribution
+    with torch.no_grad():
+        out = net(x, return_dict=True)
+        assert torch.equal(out["scan_columns"], columns)
+        for emb in out["block_embeddings"]:                                  # [B, Q, n*C]
+            blocks = emb.unflatten(-1, (n, c))                               # [B, Q, n, C]
+            shared = blocks[:, :, phase + 1]                                 # [B, Q, C]
+            assert torch.allclose(shared, shared[:, :1].expand_as(shared))   # the same for every token of a scan
+            assert not torch.allclose(shared[0, 0], shared[1, 0])            # but a scan's own
+            assert not torch.allclose(blocks[:, :, phase], blocks[:, :1, phase].expand_as(blocks[:, :, phase]))
+        # every phase row is compared with the scan embedding: the same similarity for each token of a scan
+        sim = torch.einsum("bqe,re->bqr", out["block_embeddings"][-1], out["text_embeddings"])[..., columns]
+        assert torch.allclose(sim, sim[:, :1].expand_as(sim), atol=1e-6)
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+    assert "scan_columns" not in build(aspect_heads=True)(x, return_dict=True)
+    assert not any(k.startswith("scan_phase") for k in build(aspect_heads=True).state_dict())   # old models load
+    with pytest.raises(AssertionError, match="scan_phase needs aspect_heads"):
+        build(scan_phase=True)
 
 
 def test_intensity_bins_are_a_soft_histogram_of_each_voxel():

@@ -7,7 +7,9 @@ is [appearance embedding | context embedding] (mask_decoder.py). A dot product t
 the tissue around the token's mask and everything else with the token, and every consumer of similarities (losses,
 matcher, naming, reports) stays a plain dot product. With ``aspect_heads`` the text space is 1 + |BANK_ASPECTS|
 blocks of C channels the same way: t0 in block 0, the rows of bank aspect a in block a + 1, and the token's embedding
-one head per block (mask_decoder.py, "Aspect heads").
+one head per block (mask_decoder.py, "Aspect heads"). With ``scan_phase`` (aspect heads only) the blocks of the
+scan-level aspects (enhancement status: the scan's phase) hold one scan embedding shared by every token of the scan
+(scan_phase.py) instead of the token's own head.
 
 Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
@@ -30,6 +32,7 @@ from torch import nn
 from nnunetv2_malenia.attributes.schema import ASPECTS, ORGAN_ASPECT
 from nnunetv2_malenia.network.cmki import CrossModalKnowledgeInjection
 from nnunetv2_malenia.network.mask_decoder import MaskTokenDecoder
+from nnunetv2_malenia.network.scan_phase import SCAN_ASPECTS, ScanPhaseHead
 from nnunetv2_malenia.network.unet_features import (check_unet, decoder_features, drop_seg_layers, feature_channels,
                                                     feature_strides, select_attention_scales)
 from nnunetv2_malenia.text_bank.bank import BANK_ASPECTS, PARAGRAPH_ASPECT
@@ -150,7 +153,8 @@ class MaleniaNet(nn.Module):
                  beta: Tuple[float, float] = (0.5, 0.5), inference_rule: str = "lesion_first",
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
                  mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False,
-                 context_source: str = "feature", match_paragraphs: bool = False, aspect_heads: bool = False):
+                 context_source: str = "feature", match_paragraphs: bool = False, aspect_heads: bool = False,
+                 scan_phase: bool = False):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -161,6 +165,7 @@ class MaleniaNet(nn.Module):
         assert num_blocks >= 1 and num_tokens >= 2 and temperature > 0, (
             f"bad settings: num_blocks={num_blocks}, num_tokens={num_tokens}, temperature={temperature}")
         assert inference_rule in INFERENCE_RULES, f"inference_rule {inference_rule!r} not in {INFERENCE_RULES}"
+        assert aspect_heads or not scan_phase, "scan_phase needs aspect_heads (a text-space block per aspect)"
         drop_seg_layers(unet)
         self.inference_rule = inference_rule
         # Not in the paper: the fused mask is CMKI's correction of the decoder's last-block mask (pred = last block
@@ -198,6 +203,8 @@ class MaleniaNet(nn.Module):
                                              mask_pooling=mask_pooling, context_ring=context_ring,
                                              masked_attention=masked_attention, context_source=context_source,
                                              text_blocks=1 + len(BANK_ASPECTS) if aspect_heads else 1)
+        # Scan-level aspects (scan_phase.py): one embedding per scan in their blocks; None = read from the tokens.
+        self.scan_phase = ScanPhaseHead(channels[0], token_dim) if scan_phase else None
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -294,6 +301,30 @@ class MaleniaNet(nn.Module):
         else:
             return None
         return torch.cat((blocks.new_zeros(1), blocks))                              # [R+1]
+
+    def scan_blocks(self) -> Tuple[int, ...]:
+        """The text-space blocks that hold the scan embedding (``scan_phase``), else ()."""
+        if self.scan_phase is None:
+            return ()
+        return tuple(BANK_ASPECTS.index(a) + 1 for a in SCAN_ASPECTS)          # aspect a lives in block a + 1
+
+    def scan_columns(self) -> Optional[torch.Tensor]:
+        """[R+1] bool: the text columns compared with the scan embedding (rows of SCAN_ASPECTS), or None."""
+        if self.scan_phase is None:
+            return None
+        aspects = torch.tensor([BANK_ASPECTS.index(a) for a in SCAN_ASPECTS], device=self.row_aspect.device)
+        return torch.cat((torch.zeros(1, dtype=torch.bool, device=aspects.device),
+                          torch.isin(self.row_aspect, aspects)))                  # [R+1], t0 never
+
+    def with_scan_embedding(self, embeddings: torch.Tensor, scan: torch.Tensor) -> torch.Tensor:
+        """[B, Q, n*C] token embeddings, [B, C] scan embedding -> [B, Q, n*C] with the scan embedding in every
+        token's ``scan_blocks`` (the token's own heads elsewhere)."""
+        b, q = embeddings.shape[:2]
+        blocks = list(embeddings.unflatten(-1, (self.text_blocks, self.token_dim)).unbind(2))   # n x [B, Q, C]
+        shared = scan.to(embeddings.dtype).unsqueeze(1).expand(b, q, -1)                        # [B, Q, C]
+        for block in self.scan_blocks():
+            blocks[block] = shared
+        return torch.stack(blocks, dim=2).flatten(2)                                            # [B, Q, n*C]
 
     def text_embeddings(self) -> torch.Tensor:
         """[R+1, E] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings). E = C, or text_blocks x C, each
@@ -443,6 +474,9 @@ class MaleniaNet(nn.Module):
         # Dense eval only needs the last block's embedding: no per-block masks (the last one with pooling or residual).
         dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if self.mask_residual else "none",
                                 image=x)
+        if self.scan_phase is not None:
+            scan = self.scan_phase(x, features[0])                   # [B, C]
+            dec["embeddings"] = [self.with_scan_embedding(e, scan) for e in dec["embeddings"]]   # each [B, Q, E]
         text = self.text_embeddings()                                 # [R+1, E]
         last_embeddings = dec["embeddings"][-1]                       # [B, Q, E]
         decoder_out = {"block_masks": [self._full_size(m, x) for m in dec["masks"]],
@@ -464,6 +498,8 @@ class MaleniaNet(nn.Module):
             return dense_logits(class_logits, pred_masks, self.inference_rule)   # [B, K+1, *S]
         out = {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
                "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks, "class_logits": class_logits}
+        if self.scan_phase is not None:
+            out["scan_columns"] = self.scan_columns()                # [R+1] bool, for the criterion
         if self.lesion_heads is not None:
             # per decoder stage [B, 1 or K+1, *S_i], coarsest first (the bottleneck has no head, as in nnU-Net)
             out["lesion_logits"] = [head(f) for head, f in zip(self.lesion_heads, features[1:])]

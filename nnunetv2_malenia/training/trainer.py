@@ -52,7 +52,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
                                           temperature=0.07, fusion=True, branches="both", naming_rule="best_match",
                                           lesion_heads="classes", mask_pooling=True,
                                           mask_residual=True, context_ring=0, context_source="feature",
-                                          masked_attention=True, aspect_heads=False)
+                                          masked_attention=True, aspect_heads=False, scan_phase=False)
     # masked_attention (Mask2Former's, which the paper builds on; network/mask_decoder.py): each decoder block attends
     # only where the previous block's mask is on. Seeded A/B on the demo's seen phantoms (fold 0, same data and seed):
     # validation Dice 0.521 without, 0.744 with (README "CPU regime"); models trained before it load without it.
@@ -61,6 +61,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     # regime (README, "CPU regime"; nnUNetTrainerMalenia_ContextLocation turns it on).
     # aspect_heads (not in the paper, network/mask_decoder.py): one text head per bank aspect instead of one shared
     # embedding; nnUNetTrainerMalenia_AspectHeads turns it on (README, "CPU regime").
+    # scan_phase (not in the paper, network/scan_phase.py; needs aspect_heads): enhancement status, the scan's phase,
+    # read from one embedding of the whole scan instead of each token; off by default (README, "CPU regime").
     # mask_pooling / mask_residual (not in the paper, network/mask_decoder.py and malenia_net.py): a token's embedding
     # also reads the pixel feature under its own mask, and the fused mask corrects the last decoder block's. Chosen
     # on fold-0 validation of the quick benchmark's seen phantoms (one run each, README "CPU regime"): without them

@@ -153,6 +153,18 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives(nnUNetTrainerMalenia_Aspe
     malenia_loss_settings = nnUNetTrainerMalenia_AspectNegatives.malenia_loss_settings
 
 
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_AppearanceSwap(nnUNetTrainerMalenia_AspectHeads_AspectNegatives):
+    """Aspect heads and aspect-wise negatives on counterfactual lesions: with half of the lesions repainted as another
+    disease, the location head cannot read location off the lesion's look and has to read the tissue around it."""
+    appearance_swap = nnUNetTrainerMalenia_AppearanceSwap.appearance_swap
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase(nnUNetTrainerMalenia_AspectHeads_AspectNegatives):
+    """Aspect heads and aspect-wise negatives, with enhancement status (the scan's phase) read from one embedding of
+    the whole scan (network/scan_phase.py) rather than from each lesion's look."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia_AspectHeads.malenia_network_settings, scan_phase=True)
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -222,6 +234,16 @@ class nnUNetTrainerMalenia_AspectNegatives_CPUDemo(nnUNetTrainerMalenia_CPUDemo)
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives.malenia_network_settings
     malenia_loss_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives.malenia_loss_settings
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_AppearanceSwap_CPUDemo(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_CPUDemo):
+    appearance_swap = nnUNetTrainerMalenia_AppearanceSwap.appearance_swap
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_CPUDemo):
+    malenia_network_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase.malenia_network_settings
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
