@@ -236,7 +236,7 @@ def test_prediction_record_round_trip_and_bad_records(tmp_path):
         assert [(p.file, p.where) for p in e.value.problems] == [(str(tmp_path / "bad.json"), where)]
 
 
-@pytest.mark.parametrize("naming_rule", [None, "aspect_vote"])
+@pytest.mark.parametrize("naming_rule", [None, "aspect_vote", "likelihood"])
 def test_predict_records_the_model_before_writing_label_maps(tmp_path, monkeypatch, naming_rule):
     """predict() up to nnU-Net's predictor, with the predictor replaced: the record must exist when label maps are
     written, and hold the trained classes of the model's plans, not the zero-shot classes. --naming-rule reaches the

@@ -2,6 +2,8 @@
 slot prediction, knowledge-table class logits, CMKI ablations. CPU, seeded, small plans."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -380,18 +382,42 @@ def test_aspect_vote_names_the_specific_disease_best_match_the_many_valued_one()
     assert torch.allclose(q, torch.tensor([1 / 3, 2 / 3]), atol=2e-3)
 
 
+def test_likelihood_weighs_each_aspect_by_the_mean_probability_of_the_accepted_values():
+    """Per aspect, softmax over the aspect's rows at scale 1/0.07 (t0 left out): density p = softmax(14.29 x (0.3,
+    0.45, 0.4)), shape softmax(14.29 x (0.6, 0.3)), surface softmax(14.29 x (0.52, 0.45)). Tumour: log(mean of the
+    three densities = 1/3) + log p(round) + log p(lobulated) ... it accepts both shapes: log(1/2); irregular surface.
+    Cyst: hypodense, round, smooth. The class with only a paragraph row has no rows, so no share."""
+    net, emb, text = _tumour_and_cyst_net()
+    scale = 1 / 0.07
+    log_p = lambda sims: torch.log_softmax(torch.tensor(sims) * scale, dim=0)
+    density, shape, surface = log_p([0.3, 0.45, 0.4]), log_p([0.6, 0.3]), log_p([0.52, 0.45])
+    tumour = math.log(1 / 3) + math.log(1 / 2) + float(surface[1])
+    cyst = float(density[0]) + float(shape[0]) + float(surface[0])
+    ll, has_rows = net.attribute_log_likelihood(emb, text)                    # [1, 1, K], [K]
+    assert has_rows.tolist() == [True, True, False]
+    assert torch.allclose(ll[0, 0, :2], torch.tensor([tumour, cyst]), atol=1e-4)
+    logits = net.class_logits(emb, text, rule="likelihood")[0, 0]             # [K+1]
+    assert float(logits[3]) == -1.0e4
+    split = logits[1:3].softmax(-1)                                           # the diseases' split of the lesion mass
+    expected = torch.tensor([tumour, cyst]).softmax(-1)
+    assert torch.allclose(split, expected, atol=1e-4) and int(split.argmax()) == 1     # cyst, as aspect_vote
+
+
 def test_naming_rules_share_the_lesion_probability_and_differ_only_in_naming():
     net = build(num_bank_rows=40, num_classes=6)
     emb = F.normalize(torch.randn(2, 5, 32), dim=-1)                          # [B, Q, C]
     text = net.text_embeddings().detach()
     best = net.class_logits(emb, text, rule="best_match")
-    vote = net.class_logits(emb, text, rule="aspect_vote")
-    assert best.shape == vote.shape == (2, 5, 7) and vote.dtype == torch.float32 and torch.isfinite(vote).all()
-    assert torch.equal(vote[..., 0], best[..., 0])                            # t0 column untouched
-    assert torch.allclose(vote.softmax(-1)[..., 0], best.softmax(-1)[..., 0], atol=1e-6)   # p0, so 1 - p0
     masks = torch.randn(2, 5, 4, 4, 4)
-    background = [dense_logits(logits, masks)[:, 0].exp() for logits in (vote, best)]   # P(bg) = 1 - L + eps
-    assert torch.allclose(*background, atol=1e-6)
+    for rule in ("aspect_vote", "likelihood"):
+        other = net.class_logits(emb, text, rule=rule)
+        assert best.shape == other.shape == (2, 5, 7) and other.dtype == torch.float32, rule
+        assert torch.isfinite(other).all(), rule
+        assert torch.equal(other[..., 0], best[..., 0]), rule                     # t0 column untouched
+        assert torch.allclose(other.softmax(-1)[..., 0], best.softmax(-1)[..., 0], atol=1e-6), rule   # p0
+        background = [dense_logits(logits, masks)[:, 0].exp() for logits in (other, best)]   # P(bg) = 1 - L + eps
+        assert torch.allclose(*background, atol=1e-6), rule
+        assert not torch.allclose(other[..., 1:].softmax(-1), best[..., 1:].softmax(-1), atol=1e-3), rule
 
 
 def test_seen_penalty_moves_only_the_naming_and_only_between_seen_and_unseen_classes():

@@ -68,8 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--naming-rule", choices=NAMING_RULES, default=None,
                    help="how a lesion token names its disease, for the label maps and the reports: best_match (mean "
                         "over aspects of the best similarity among the disease's accepted rows) or aspect_vote (the "
-                        "paper: per aspect the best row, then the share of aspects whose row the disease accepts); "
-                        "lesion vs background is the same under both. Default: the rule the model was trained with")
+                        "paper: per aspect the best row, then the share of aspects whose row the disease accepts) or "
+                        "likelihood (per aspect a softmax over its rows, then the sum over aspects of the log of the "
+                        "mean probability of the disease's accepted values); lesion vs background is the same under "
+                        "all three. Default: the rule the model was trained with")
     p.add_argument("--seen-penalty", type=finite_float, default=0.0, metavar="G",
                    help="lower the logits of the diseases the model was trained on by G when naming a lesion "
                         "(calibrated stacking for generalised zero-shot prediction; lesion vs background is "

@@ -65,8 +65,9 @@ def token_dim_for(bottleneck_channels: int, num_heads: int) -> int:
 
 
 INFERENCE_RULES = ("lesion_first", "joint")
-# How a token's embedding names a disease (class_logits); "best_match" is the default, "aspect_vote" the paper's.
-NAMING_RULES = ("best_match", "aspect_vote")
+# How a token's embedding names a disease (class_logits); "best_match" is the default, "aspect_vote" the paper's,
+# "likelihood" its soft form (per aspect a softmax over the aspect's rows, then the knowledge table's accepted values).
+NAMING_RULES = ("best_match", "aspect_vote", "likelihood")
 LESION_HEADS = ("none", "lesion", "classes")    # training-only decoder heads of losses/lesion_aux.py
 
 
@@ -129,6 +130,18 @@ def vote_logits(best_match: torch.Tensor, fraction: torch.Tensor, has_rows: torc
     out = lesion + torch.log(q.clamp_min(1e-30))                                 # [B, Q, K]
     out = torch.where(has_rows, out, torch.full_like(out, NO_ROWS_LOGIT))
     return torch.cat((logits[..., :1], out), dim=-1)                             # [B, Q, K+1]
+
+
+def split_logits(best_match: torch.Tensor, log_split: torch.Tensor, has_rows: torch.Tensor) -> torch.Tensor:
+    """Class logits whose lesion probability is best_match's and whose disease split is softmax(log_split):
+    [B,Q,K+1], [B,Q,K], [K] bool -> [B,Q,K+1] fp32. out_0 = l_0, out_k = logsumexp_j(l_j, j >= 1) +
+    log_softmax(log_split)_k (NO_ROWS_LOGIT for a class without rows, which takes no share of the split)."""
+    logits = best_match.float()
+    split = log_split.float().masked_fill(~has_rows, float("-inf"))                 # [B, Q, K]
+    split = torch.log_softmax(split, dim=-1).nan_to_num(nan=NO_ROWS_LOGIT)          # all-rowless: no split at all
+    out = torch.logsumexp(logits[..., 1:], dim=-1, keepdim=True) + split             # [B, Q, K]
+    out = torch.where(has_rows, out, torch.full_like(out, NO_ROWS_LOGIT))
+    return torch.cat((logits[..., :1], out), dim=-1)                                 # [B, Q, K+1]
 
 
 def seen_penalty_logits(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -391,6 +404,8 @@ class MaleniaNet(nn.Module):
         rule = check_naming_rule(self.naming_rule if rule is None else rule)
         if rule == "aspect_vote":
             logits = self.aspect_vote_logits(embeddings, text_embeddings)
+        elif rule == "likelihood":
+            logits = self.likelihood_logits(embeddings, text_embeddings)
         else:
             logits = self.best_match_logits(embeddings, text_embeddings)
         if self.seen_penalty != 0:
@@ -457,6 +472,47 @@ class MaleniaNet(nn.Module):
         votes, aspects = self.aspect_votes(embeddings, text_embeddings)                 # [B, Q, K], [K]
         best_match = self.best_match_logits(embeddings, text_embeddings)                 # [B, Q, K+1]
         return vote_logits(best_match, votes / aspects.clamp_min(1.0), aspects > 0)
+
+    def attribute_log_likelihood(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The knowledge-table lookup with each aspect's reading kept soft: [B, Q, E] -> (log-likelihood [B, Q, K],
+        has_rows [K] bool).
+
+        Per naming aspect v (the eight and organ; paragraph and organ for ``match_paragraphs``), p_v(r) = softmax over the rows of v of the scaled similarities (what the token reads for
+        that aspect, as the reports' per-aspect choice, without t0). Class k accepts the values A_kv; if its lesions
+        took each accepted value equally often, the token's reading has likelihood mean_{r in A_kv} p_v(r), so
+
+            LL_k = sum over the aspects v in which k has rows of log(mean_{r in A_kv} p_v(r)).
+
+        The mean, not the best (best_match) nor the sum: a disease accepting three densities earns a third of the
+        mass it covers, so it no longer outranks a disease accepting the one value the token read (issue #12 C);
+        and unlike aspect_vote's argmax an aspect read with little confidence moves the ranking little. Summing over
+        aspects makes LL a log-likelihood, so softmax(LL) is the posterior of equally likely diseases."""
+        sim = self._similarity(embeddings, text_embeddings)[..., 1:] * self.logit_scale   # [B, Q, R]
+        b, q = sim.shape[:2]
+        total = sim.new_zeros(b, q, self.num_classes)                                     # [B, Q, K]
+        has_rows = torch.zeros(self.num_classes, dtype=torch.bool, device=sim.device)     # [K]
+        for aspect in self.naming_aspects:            # the rows training aligned the tokens with (best_match's)
+            of_aspect = self.row_aspect == aspect                                         # [R]
+            sel = self.class_row_mask & of_aspect.unsqueeze(0)                            # [K, R]
+            has = sel.any(1)                                                              # [K]
+            if not bool(has.any()):
+                continue
+            log_p = sim.masked_fill(~of_aspect, float("-inf"))                            # [B, Q, R]
+            log_p = log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)                  # per-aspect log-softmax
+            covered = torch.logsumexp(log_p.unsqueeze(2).masked_fill(~sel, float("-inf")), dim=-1)   # [B, Q, K]
+            term = covered - sel.sum(1).clamp_min(1).log()                                # log of the mean
+            total = total + torch.where(has, term, torch.zeros_like(term))
+            has_rows = has_rows | has
+        return total, has_rows
+
+    def likelihood_logits(self, embeddings: torch.Tensor, text_embeddings: Optional[torch.Tensor] = None
+                          ) -> torch.Tensor:
+        """[B, Q, E] -> [B, Q, K+1] (fp32): the "likelihood" naming rule. Lesion vs background stays best_match's
+        (so the segmentation is the same under every rule); the diseases split the lesion mass by the posterior
+        softmax(``attribute_log_likelihood``)."""
+        ll, has_rows = self.attribute_log_likelihood(embeddings, text_embeddings)        # [B, Q, K], [K]
+        return split_logits(self.best_match_logits(embeddings, text_embeddings), ll, has_rows)
 
     # ---------------------------------------------------------------------------------------------------- forward
     def _full_size(self, masks: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch.Tensor]:
