@@ -225,6 +225,28 @@ def test_describe_given_masks_names_each_lesion_by_the_model(trained, tmp_path):
             assert lesion["label"] == comp.label and lesion["disease"] == lesion["diseases"][0]["name"]
             assert set(lesion["attributes"]) == set(ASPECTS)
 
+    # benchmarks/bench_naming.py re-scores one forward per case for every (rule, G): with the model's own rule and
+    # no penalty it names each lesion as the CLI's reports do
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_naming
+
+    labels = {v: k for k, v in json.loads((unseen / "dataset.json").read_text())["labels"].items()}
+    named = [(labels[lesion["label"]], lesion["disease"]) for report in sorted((out / "reports").glob("*.json"))
+             for lesion in json.loads(report.read_text())["lesions"]]
+    bench_naming.main(["-m", str(model_folder(root)), "--set", "unseen", str(unseen / "imagesTs"),
+                       str(unseen / "labelsTs"), "--rules", "best_match", "likelihood", "--seen-penalty", "0", "2",
+                       "--out", str(tmp_path / "naming.md")])
+    rows = json.loads((tmp_path / "naming.json").read_text())["rows"]
+    assert [(r["rule"], r["seen_penalty"]) for r in rows] == [("best_match", 0.0), ("best_match", 2.0),
+                                                             ("likelihood", 0.0), ("likelihood", 2.0)]
+    expected = {}
+    for truth, guess in named:
+        counts = expected.setdefault(truth, {"lesions": 0, "correct": 0})
+        counts["lesions"] += 1
+        counts["correct"] += int(truth == guess)
+    assert rows[0]["sets"]["unseen"] == {"correct": sum(t == g for t, g in named), "lesions": len(named),
+                                         "per_disease": expected}
+
     masks = tmp_path / "masks"
     shutil.copytree(unseen / "labelsTs", masks)
     first, second = sorted(masks.glob("*.nii.gz"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -104,21 +104,27 @@ class LesionReporter:
         return torch.as_tensor(x), ids_padded
 
     @torch.no_grad()
-    def describe(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image) -> Dict[int, RegionScores]:
-        """id-map value (lesion id + 1) -> its scores, averaged over folds."""
+    def window_outputs(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image
+                       ) -> Iterator[Tuple[dict, torch.Tensor, List[int]]]:
+        """Per fold and patch window: (the network's dict for the window, its id map [*P], the id-map values of the
+        lesions centred in it)."""
         p = self.predictor
         data, seg = self._preprocessed(image_files, ids, reference)                     # [C, *S'], [*S']
         windows = self._windows(seg, int(ids.max()))
-        scores: Dict[int, RegionScores] = {}
         for params in p.list_of_parameters:
             p.load_fold(params)
             p.network.eval()
             for key, values in windows.items():
                 x, window_ids = self._patch(data, seg, key)
-                outputs = p.network(x[None].to(p.device), return_dict=True)
-                for value in values:
-                    a, d = region_scores(outputs, window_ids == value, self.rows)
-                    scores.setdefault(value, RegionScores(self.rows)).add(a, d)
+                yield p.network(x[None].to(p.device), return_dict=True), window_ids, values
+
+    def describe(self, image_files: List[str], ids: np.ndarray, reference: sitk.Image) -> Dict[int, RegionScores]:
+        """id-map value (lesion id + 1) -> its scores, averaged over folds."""
+        scores: Dict[int, RegionScores] = {}
+        for outputs, window_ids, values in self.window_outputs(image_files, ids, reference):
+            for value in values:
+                a, d = region_scores(outputs, window_ids == value, self.rows)
+                scores.setdefault(value, RegionScores(self.rows)).add(a, d)
         return scores
 
     def _attribute_entry(self, aspect: str, row: int, score: float) -> dict:

@@ -1,0 +1,156 @@
+"""Naming rules and seen penalties on reference lesions, one trained model, one forward pass per case.
+
+    python benchmarks/bench_naming.py -m RESULTS/Dataset911_X/nnUNetTrainerMalenia_CPUDemo__nnUNetPlans__3d_cpu \\
+        --set unseen RAW/Dataset921_DevUnseen/imagesTs RAW/Dataset921_DevUnseen/labelsTs \\
+        --set seen RAW/Dataset922_DevSeen/imagesTs RAW/Dataset922_DevSeen/labelsTs \\
+        --rules best_match likelihood --seen-penalty 0 0.75 1.25 [-f 0] [--out naming.md]
+
+What `nnUNetv2_malenia_predict --describe-masks` scores as "disease identification", for every naming rule and seen
+penalty G at once: each reference lesion (a connected component of a label map in the set's labels folder) is shown
+to the model, every knowledge-table disease is a candidate, and the lesion is named by its top-ranked disease. The
+rule and G change only the tokens' class logits, never what the network computes from the image, so each case is
+run through the network once and re-scored for every (rule, G). A row gives, per set, the reference lesions named
+right, and the named share per true disease.
+
+Choose a rule and G here on held-out cases of your own (for the phantoms: the dev sets of bench_dev_ab.py), never on
+a test set. The truth of a lesion is its label's name in the dataset.json beside the labels folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from nnunetv2_malenia.evaluation.lesions import component_index_map, lesion_components
+from nnunetv2_malenia.inference.lesion_description import RegionScores, region_scores
+from nnunetv2_malenia.network.malenia_net import NAMING_RULES
+from nnunetv2_malenia.utils.atomic_io import write_json_atomic, write_text_atomic
+
+
+def reference_lesions(images: Path, labels: Path) -> List[Tuple[List[str], Path, Dict[int, str]]]:
+    """Per case with a label map: (image files, label file, label value -> disease name)."""
+    dataset = json.loads((labels.parent / "dataset.json").read_text())
+    ending = dataset["file_ending"]
+    names = {int(v): k for k, v in dataset["labels"].items() if int(v) > 0}
+    cases = []
+    for label_file in sorted(labels.glob(f"*{ending}")):
+        case = label_file.name[:-len(ending)]
+        files = sorted(str(f) for f in images.glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}"))
+        if not files:
+            sys.exit(f"{images}: no image of case {case} (expected {case}_0000{ending})")
+        cases.append((files, label_file, names))
+    if not cases:
+        sys.exit(f"{labels}: no label maps ending in {ending}")
+    return cases
+
+
+def scored_case(reporter, network, files: List[str], label_file: Path, names: Dict[int, str],
+                settings: Sequence[Tuple[str, float]], seen: torch.Tensor) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
+    """(rule, G) -> [(true disease, named disease)] for the case's reference lesions."""
+    seg_img = sitk.ReadImage(str(label_file))
+    seg = sitk.GetArrayFromImage(seg_img)                                        # [Z, Y, X]
+    components = lesion_components(seg)
+    if not components:
+        return {s: [] for s in settings}
+    ids = component_index_map(seg.shape, components)                            # lesion id + 1, 0 = none
+    diseases = reporter.classes.diseases
+    scores: Dict[Tuple[str, float], Dict[int, RegionScores]] = {s: {} for s in settings}
+    for outputs, window_ids, values in reporter.window_outputs(files, ids, seg_img):
+        embeddings, text = outputs["block_embeddings"][-1], outputs["text_embeddings"]   # [1, Q, E], [R+1, E]
+        for rule, penalty in settings:
+            network.set_seen_penalty(penalty, seen)
+            named = dict(outputs, class_logits=network.class_logits(embeddings, text, rule=rule))   # [1, Q, K+1]
+            for value in values:
+                a, d = region_scores(named, window_ids == value, reporter.rows)
+                scores[(rule, penalty)].setdefault(value, RegionScores(reporter.rows)).add(a, d)
+    out = {}
+    for setting, per_lesion in scores.items():
+        out[setting] = [(names[c.label], per_lesion[c.id + 1].ranked_diseases(diseases)[0][0])
+                        for c in components if c.id + 1 in per_lesion]
+    return out
+
+
+def load_predictor(model: Path, folds):
+    from nnunetv2_malenia.inference.lesion_report import LesionReporter
+    from nnunetv2_malenia.inference.predictor import MaleniaPredictor
+    from nnunetv2_malenia.trainer_path import SHIM_FOLDER
+
+    os.environ.setdefault("nnUNet_extTrainer", str(SHIM_FOLDER))
+    predictor = MaleniaPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                 perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model), folds, "checkpoint_final.pth")
+    predictor.prepare_zero_shot(device="cpu")
+    network = predictor._bare_network()
+    trained = set(predictor.block.classes.values())
+    seen = torch.tensor([d in trained for d in predictor.classes.diseases], dtype=torch.bool)   # [K]
+    return LesionReporter(predictor), network, seen
+
+
+def table(rows: List[dict], set_names: Sequence[str]) -> str:
+    head = "| rule | G | " + " | ".join(f"{s}: named" for s in set_names) + " |"
+    lines = [head, "|" + "---|" * (2 + len(set_names))]
+    for r in rows:
+        cells = [f"{r['sets'][s]['correct']}/{r['sets'][s]['lesions']}" for s in set_names]
+        lines.append(f"| {r['rule']} | {r['seen_penalty']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_disease(rows: List[dict], set_names: Sequence[str]) -> str:
+    lines = []
+    for r in rows:
+        for s in set_names:
+            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" for d, v in sorted(r["sets"][s]["per_disease"].items()))
+            lines.append(f"- {r['rule']}, G={r['seen_penalty']:g}, {s}: {parts}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", type=Path, required=True, help="trained model folder (TRAINER__PLANS__CONFIGURATION)")
+    parser.add_argument("--set", nargs=3, action="append", required=True, metavar=("NAME", "IMAGES", "LABELS"),
+                        help="a named set of cases: images folder and label maps (dataset.json beside LABELS)")
+    parser.add_argument("--rules", nargs="+", choices=NAMING_RULES, default=list(NAMING_RULES))
+    parser.add_argument("--seen-penalty", type=float, nargs="+", default=[0.0])
+    parser.add_argument("-f", nargs="+", default=["0"], help="folds (default 0)")
+    parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")
+    args = parser.parse_args(argv)
+    folds = [f if f == "all" else int(f) for f in args.f]
+    reporter, network, seen = load_predictor(args.m, folds)
+    settings = [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]
+    pairs: Dict[str, Dict[Tuple[str, float], list]] = {}
+    for name, images, labels in args.set:
+        collected = defaultdict(list)
+        for files, label_file, names in reference_lesions(Path(images), Path(labels)):
+            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen).items():
+                collected[setting].extend(named)
+        pairs[name] = collected
+    rows = []
+    for rule, penalty in settings:
+        sets = {}
+        for name, collected in pairs.items():
+            named = collected[(rule, penalty)]
+            by_disease: Dict[str, Counter] = defaultdict(Counter)
+            for truth, guess in named:
+                by_disease[truth]["lesions"] += 1
+                by_disease[truth]["correct"] += int(truth == guess)
+            sets[name] = {"correct": sum(t == g for t, g in named), "lesions": len(named),
+                          "per_disease": {d: dict(c) for d, c in by_disease.items()}}
+        rows.append({"rule": rule, "seen_penalty": penalty, "sets": sets})
+    set_names = [s[0] for s in args.set]
+    text = f"Model: `{args.m}` (folds {args.f})\n\n{table(rows, set_names)}\n\n{per_disease(rows, set_names)}\n"
+    print(text)
+    if args.out:
+        write_text_atomic(text, args.out)
+        write_json_atomic({"model": str(args.m), "folds": args.f, "rows": rows}, args.out.with_suffix(".json"))
+
+
+if __name__ == "__main__":
+    main()
