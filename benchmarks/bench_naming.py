@@ -25,7 +25,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
@@ -53,7 +52,8 @@ def reference_lesions(images: Path, labels: Path) -> List[Tuple[List[str], Path,
 
 
 def scored_case(reporter, network, files: List[str], label_file: Path, names: Dict[int, str],
-                settings: Sequence[Tuple[str, float]], seen: torch.Tensor) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
+                settings: Sequence[Tuple[str, float]], seen: torch.Tensor
+                ) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
     """(rule, G) -> [(true disease, named disease)] for the case's reference lesions."""
     seg_img = sitk.ReadImage(str(label_file))
     seg = sitk.GetArrayFromImage(seg_img)                                        # [Z, Y, X]
@@ -107,7 +107,8 @@ def per_disease(rows: List[dict], set_names: Sequence[str]) -> str:
     lines = []
     for r in rows:
         for s in set_names:
-            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" for d, v in sorted(r["sets"][s]["per_disease"].items()))
+            counts = sorted(r["sets"][s]["per_disease"].items())
+            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" for d, v in counts)
             lines.append(f"- {r['rule']}, G={r['seen_penalty']:g}, {s}: {parts}")
     return "\n".join(lines)
 

@@ -373,7 +373,8 @@ def test_ablation_flags():
     # a network's scan columns (scan_phase) leave the no-lesion tokens' denominators: alignment terms only, downwards
     phase_rows = ROW_ASPECT == BANK_ASPECTS.index("enhancement_status")                # [R]
     scan_columns = torch.cat((torch.zeros(1, dtype=torch.bool), phase_rows))           # [R+1]
-    scan = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher)({**out, "scan_columns": scan_columns}, targets)
+    scan = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher)({**out, "scan_columns": scan_columns},
+                                                                          targets)
     for name in full:
         if name.startswith("loss_sim"):
             assert scan[name] < full[name], name

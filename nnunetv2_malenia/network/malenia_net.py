@@ -106,32 +106,6 @@ def check_naming_rule(rule: str) -> str:
     return rule
 
 
-def vote_logits(best_match: torch.Tensor, fraction: torch.Tensor, has_rows: torch.Tensor,
-                tie_weight: float = VOTE_TIE_WEIGHT) -> torch.Tensor:
-    """Class logits of the aspect_vote rule from best_match's: [B,Q,K+1], [B,Q,K], [K] bool -> [B,Q,K+1] fp32.
-
-    ``fraction`` [B,Q,K]: per token, the share of class k's vote aspects whose chosen row class k accepts (0..1).
-    With l = best_match, p_bm = softmax(l[..., 1:]) [B,Q,K] (best_match's split of the lesion mass), w = tie_weight:
-
-        share_k  = (1 - w) fraction_k + w p_bm_k                       [B,Q,K]
-        q_k      = share_k / sum_j share_j                             [B,Q,K]  (sum_j share_j >= w > 0)
-        out_0    = l_0                                                 [B,Q]
-        out_k    = logsumexp_j(l_j, j >= 1) + log q_k                  [B,Q,K]  (NO_ROWS_LOGIT if ~has_rows_k)
-
-    so softmax(out) = (p0, (1 - p0) q): p0 = softmax(l)_0, the lesion probability 1 - p0 and dense_logits' lesion
-    channel are exactly best_match's; the diseases are ranked by vote fraction, ties (and tokens with no vote at
-    all, where q = p_bm) by best_match (w < 1/81 keeps the tie-break from overturning a vote, see VOTE_TIE_WEIGHT).
-    """
-    logits = best_match.float()
-    fg = logits[..., 1:]                                                         # [B, Q, K]
-    share = (1.0 - tie_weight) * fraction.float() + tie_weight * fg.softmax(-1)  # [B, Q, K]
-    q = share / share.sum(-1, keepdim=True)                                      # [B, Q, K]
-    lesion = torch.logsumexp(fg, dim=-1, keepdim=True)                           # [B, Q, 1] log of the lesion mass
-    out = lesion + torch.log(q.clamp_min(1e-30))                                 # [B, Q, K]
-    out = torch.where(has_rows, out, torch.full_like(out, NO_ROWS_LOGIT))
-    return torch.cat((logits[..., :1], out), dim=-1)                             # [B, Q, K+1]
-
-
 def split_logits(best_match: torch.Tensor, log_split: torch.Tensor, has_rows: torch.Tensor) -> torch.Tensor:
     """Class logits whose lesion probability is best_match's and whose disease split is softmax(log_split):
     [B,Q,K+1], [B,Q,K], [K] bool -> [B,Q,K+1] fp32. out_0 = l_0, out_k = logsumexp_j(l_j, j >= 1) +
@@ -142,6 +116,27 @@ def split_logits(best_match: torch.Tensor, log_split: torch.Tensor, has_rows: to
     out = torch.logsumexp(logits[..., 1:], dim=-1, keepdim=True) + split             # [B, Q, K]
     out = torch.where(has_rows, out, torch.full_like(out, NO_ROWS_LOGIT))
     return torch.cat((logits[..., :1], out), dim=-1)                                 # [B, Q, K+1]
+
+
+def vote_logits(best_match: torch.Tensor, fraction: torch.Tensor, has_rows: torch.Tensor,
+                tie_weight: float = VOTE_TIE_WEIGHT) -> torch.Tensor:
+    """Class logits of the aspect_vote rule from best_match's: [B,Q,K+1], [B,Q,K], [K] bool -> [B,Q,K+1] fp32.
+
+    ``fraction`` [B,Q,K]: per token, the share of class k's vote aspects whose chosen row class k accepts (0..1).
+    With l = best_match, p_bm = softmax(l[..., 1:]) [B,Q,K] (best_match's split of the lesion mass), w = tie_weight:
+
+        share_k  = (1 - w) fraction_k + w p_bm_k                       [B,Q,K]
+        q_k      = share_k / sum_j share_j, j over classes with rows   [B,Q,K]  (the sum is > 0)
+        out_0    = l_0                                                 [B,Q]
+        out_k    = logsumexp_j(l_j, j >= 1) + log q_k                  [B,Q,K]  (NO_ROWS_LOGIT if ~has_rows_k)
+
+    so softmax(out) = (p0, (1 - p0) q): p0 = softmax(l)_0, the lesion probability 1 - p0 and dense_logits' lesion
+    channel are exactly best_match's; the diseases are ranked by vote fraction, ties (and tokens with no vote at
+    all, where q = p_bm) by best_match (w < 1/81 keeps the tie-break from overturning a vote, see VOTE_TIE_WEIGHT).
+    """
+    fg = best_match.float()[..., 1:]                                             # [B, Q, K]
+    share = (1.0 - tie_weight) * fraction.float() + tie_weight * fg.softmax(-1)  # [B, Q, K]
+    return split_logits(best_match, torch.log(share.clamp_min(1e-30)), has_rows)   # q = share / sum(share)
 
 
 def seen_penalty_logits(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -478,9 +473,10 @@ class MaleniaNet(nn.Module):
         """The knowledge-table lookup with each aspect's reading kept soft: [B, Q, E] -> (log-likelihood [B, Q, K],
         has_rows [K] bool).
 
-        Per naming aspect v (the eight and organ; paragraph and organ for ``match_paragraphs``), p_v(r) = softmax over the rows of v of the scaled similarities (what the token reads for
-        that aspect, as the reports' per-aspect choice, without t0). Class k accepts the values A_kv; if its lesions
-        took each accepted value equally often, the token's reading has likelihood mean_{r in A_kv} p_v(r), so
+        Per naming aspect v (the eight and organ; paragraph and organ for ``match_paragraphs``), p_v(r) = softmax
+        over the rows of v of the scaled similarities (what the token reads for that aspect, as the reports'
+        per-aspect choice, without t0). Class k accepts the values A_kv; if its lesions took each accepted value
+        equally often, the token's reading has likelihood mean_{r in A_kv} p_v(r), so
 
             LL_k = sum over the aspects v in which k has rows of log(mean_{r in A_kv} p_v(r)).
 
