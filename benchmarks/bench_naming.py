@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -28,27 +27,28 @@ from typing import Dict, List, Sequence, Tuple
 import SimpleITK as sitk
 import torch
 
+from nnunetv2_malenia.attributes.schema import read_json
+from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
 from nnunetv2_malenia.evaluation.lesions import component_index_map, lesion_components
 from nnunetv2_malenia.inference.lesion_description import RegionScores, region_scores
-from nnunetv2_malenia.network.malenia_net import NAMING_RULES
+from nnunetv2_malenia.inference.predict import given_masks, input_cases
+from nnunetv2_malenia.network.malenia_net import NAMING_RULES, seen_penalty_logits
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic, write_text_atomic
 
 
 def reference_lesions(images: Path, labels: Path) -> List[Tuple[List[str], Path, Dict[int, str]]]:
-    """Per case with a label map: (image files, label file, label value -> disease name)."""
-    dataset = json.loads((labels.parent / "dataset.json").read_text())
-    ending = dataset["file_ending"]
+    """Per case: (image files, label map, label value -> disease name), checked as ``--describe-masks`` checks them
+    (every case needs a label map on its image's grid); the names come from the dataset.json beside LABELS."""
+    dataset_file = labels.parent / "dataset.json"
+    dataset = read_json(dataset_file, "dataset.json of the label maps")
+    ending = dataset.get("file_ending")
+    if not isinstance(ending, str) or not isinstance(dataset.get("labels"), dict):
+        raise MaleniaInputError(Problem(str(dataset_file), "file_ending" if not isinstance(ending, str) else "labels",
+                                        "missing or malformed"))
     names = {int(v): k for k, v in dataset["labels"].items() if int(v) > 0}
-    cases = []
-    for label_file in sorted(labels.glob(f"*{ending}")):
-        case = label_file.name[:-len(ending)]
-        files = sorted(str(f) for f in images.glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}"))
-        if not files:
-            sys.exit(f"{images}: no image of case {case} (expected {case}_0000{ending})")
-        cases.append((files, label_file, names))
-    if not cases:
-        sys.exit(f"{labels}: no label maps ending in {ending}")
-    return cases
+    cases = input_cases(str(images), ending)
+    masks = given_masks(cases, str(labels), ending)
+    return [(files, masks[case], names) for case, files in sorted(cases.items())]
 
 
 def scored_case(reporter, network, files: List[str], label_file: Path, names: Dict[int, str],
@@ -60,14 +60,19 @@ def scored_case(reporter, network, files: List[str], label_file: Path, names: Di
     components = lesion_components(seg)
     if not components:
         return {s: [] for s in settings}
+    unnamed = sorted({c.label for c in components} - set(names))
+    if unnamed:
+        raise MaleniaInputError(Problem(str(label_file), "labels", f"values {unnamed} have no name in the "
+                                                                   f"dataset.json beside it"))
     ids = component_index_map(seg.shape, components)                            # lesion id + 1, 0 = none
     diseases = reporter.classes.diseases
     scores: Dict[Tuple[str, float], Dict[int, RegionScores]] = {s: {} for s in settings}
     for outputs, window_ids, values in reporter.window_outputs(files, ids, seg_img):
         embeddings, text = outputs["block_embeddings"][-1], outputs["text_embeddings"]   # [1, Q, E], [R+1, E]
+        by_rule = {rule: network.class_logits(embeddings, text, rule=rule) for rule, _ in settings}   # [1, Q, K+1]
         for rule, penalty in settings:
-            network.set_seen_penalty(penalty, seen)
-            named = dict(outputs, class_logits=network.class_logits(embeddings, text, rule=rule))   # [1, Q, K+1]
+            logits = by_rule[rule] if penalty == 0 else seen_penalty_logits(by_rule[rule], seen, penalty)
+            named = dict(outputs, class_logits=logits)                                        # as the CLI's at G
             for value in values:
                 a, d = region_scores(named, window_ids == value, reporter.rows)
                 scores[(rule, penalty)].setdefault(value, RegionScores(reporter.rows)).add(a, d)
@@ -88,7 +93,7 @@ def load_predictor(model: Path, folds):
                                  perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model), folds, "checkpoint_final.pth")
     predictor.prepare_zero_shot(device="cpu")
-    network = predictor._bare_network()
+    network = predictor._bare_network()          # its own seen penalty stays 0: G is applied per setting below
     trained = set(predictor.block.classes.values())
     seen = torch.tensor([d in trained for d in predictor.classes.diseases], dtype=torch.bool)   # [K]
     return LesionReporter(predictor), network, seen
@@ -113,6 +118,22 @@ def per_disease(rows: List[dict], set_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def collect(args) -> Dict[str, Dict[Tuple[str, float], list]]:
+    """set name -> (rule, G) -> [(true disease, named disease)]; every set is checked before the model loads."""
+    sets = [(name, reference_lesions(Path(images), Path(labels))) for name, images, labels in args.set]
+    folds = [f if f == "all" else int(f) for f in args.f]
+    reporter, network, seen = load_predictor(args.m, folds)
+    settings = [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]
+    pairs = {}
+    for name, cases in sets:
+        collected = defaultdict(list)
+        for files, label_file, names in cases:
+            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen).items():
+                collected[setting].extend(named)
+        pairs[name] = collected
+    return pairs
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", type=Path, required=True, help="trained model folder (TRAINER__PLANS__CONFIGURATION)")
@@ -123,18 +144,12 @@ def main(argv=None) -> None:
     parser.add_argument("-f", nargs="+", default=["0"], help="folds (default 0)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")
     args = parser.parse_args(argv)
-    folds = [f if f == "all" else int(f) for f in args.f]
-    reporter, network, seen = load_predictor(args.m, folds)
-    settings = [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]
-    pairs: Dict[str, Dict[Tuple[str, float], list]] = {}
-    for name, images, labels in args.set:
-        collected = defaultdict(list)
-        for files, label_file, names in reference_lesions(Path(images), Path(labels)):
-            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen).items():
-                collected[setting].extend(named)
-        pairs[name] = collected
+    try:
+        pairs = collect(args)
+    except MaleniaInputError as e:
+        exit_with_problems(e)
     rows = []
-    for rule, penalty in settings:
+    for rule, penalty in [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]:
         sets = {}
         for name, collected in pairs.items():
             named = collected[(rule, penalty)]
