@@ -42,6 +42,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import bench_zero_shot as bz  # noqa: E402  (beside this file)
+from nnunetv2_malenia.network.malenia_net import NAMING_RULES  # noqa: E402
 from nnunetv2_malenia.training.seeding import SEED_VARIABLE  # noqa: E402
 
 DEV_UNSEEN_ID, DEV_SEEN_ID = 921, 922
@@ -103,13 +104,15 @@ def scored_sets(test_sets: bool) -> Tuple[int, int, str]:
     return DEV_UNSEEN_ID, DEV_SEEN_ID, "predictions"
 
 
-def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = False) -> dict:
-    """One trainer at one G: the four predictions, then the figures of the module docstring."""
+def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = False,
+          naming_rule: Optional[str] = None) -> dict:
+    """One trainer at one G: the four predictions, then the figures of the module docstring. ``naming_rule``
+    overrides the model's own (``--naming-rule``; None: the rule it was trained with)."""
     unseen_id, seen_id, folder = scored_sets(test_sets)
     unseen, seen = bench.dataset(unseen_id), bench.dataset(seen_id)
-    out = bench.work / folder / f"{trainer}_G{penalty:g}"
+    out = bench.work / folder / (f"{trainer}_G{penalty:g}" + (f"_{naming_rule}" if naming_rule else ""))
     predict = ["nnUNetv2_malenia_predict", "-m", str(bench.model(bz.SEEN_ID, trainer)), "--seen-penalty",
-               f"{penalty:g}"]
+               f"{penalty:g}", *(["--naming-rule", naming_rule] if naming_rule else [])]
     common = bz.predict_args(bench.profile)
     bench.step(f"{trainer} G={penalty:g} unseen dev", *predict, "-i", str(unseen / "imagesTs"), "-o",
                str(out / "unseen"), "--no-reports", *common)
@@ -124,7 +127,7 @@ def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = Fal
     naming = bz.evaluate_naming(unseen, out / "described" / "reports")
     seen_naming = bz.evaluate_naming(seen, out / "described_seen" / "reports")
     agnostic = bz.class_agnostic_scores(unseen / "labelsTs", out / "unseen", bz.lesion_labels(unseen))
-    return {"trainer": trainer, "seed": training_seed(bench), "seen_penalty": penalty,
+    return {"trainer": trainer, "seed": training_seed(bench), "seen_penalty": penalty, "naming_rule": naming_rule,
             "finding": agnostic["lesion"]["dice"],
             "unseen": bz.evaluate(unseen / "labelsTs", out / "unseen", unseen)["summary"]["all"]["dice"],
             "seen": bz.evaluate(seen / "labelsTs", out / "seen", seen)["summary"]["all"]["dice"],
@@ -135,16 +138,18 @@ def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = Fal
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    head = ("| trainer | seed | G | finding | unseen | seen | named | location | density | enhancement "
-            "| seen location |\n" + "|---" * 11 + "|\n")
+    head = ("| trainer | seed | G | rule | finding | unseen | seen | named | location | density | enhancement "
+            "| seen location |\n" + "|---" * 12 + "|\n")
     fmt = lambda v: "–" if v is None else f"{v:.3f}"
     return head + "".join(
-        f"| {r['trainer']} | {r.get('seed', '–')} | {r['seen_penalty']:g} | {fmt(r['finding'])} | "
+        f"| {r['trainer']} | {r.get('seed', '–')} | {r['seen_penalty']:g} | {r.get('naming_rule') or 'model'} | "
+        f"{fmt(r['finding'])} | "
         f"{fmt(r['unseen'])} | {fmt(r['seen'])} | {r['named']}/{r['lesions']} | "
         + " | ".join(fmt(r[a]) for a in NAMED_ASPECTS) + f" | {fmt(r.get('seen_location'))} |\n" for r in rows)
 
 
-def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_sets: bool = False) -> List[dict]:
+def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_sets: bool = False,
+        naming_rule: Optional[str] = None) -> List[dict]:
     bench = bench_for(work)
     if not (bench.work / "nnUNet_preprocessed" / bench.dataset(bz.SEEN_ID).name).is_dir():
         write_data(bench)
@@ -153,7 +158,7 @@ def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_se
     rows = []
     for trainer in trainers:
         train(bench, trainer)
-        rows += [score(bench, trainer, g, test_sets) for g in penalties]
+        rows += [score(bench, trainer, g, test_sets, naming_rule) for g in penalties]
     return rows
 
 
@@ -162,12 +167,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--work", type=Path, required=True, help="work folder (data and models are reused)")
     parser.add_argument("--trainers", nargs="+", required=True, help="Malenia trainer classes (CPU regime)")
     parser.add_argument("--seen-penalty", type=float, nargs="+", default=[0.0], help="G values to score")
+    parser.add_argument("--naming-rule", choices=NAMING_RULES,
+                        help="score with this naming rule instead of the model's own (predict's --naming-rule)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")
     parser.add_argument("--test-sets", action="store_true",
                         help="score on the quick benchmark's test sets (A's seen, C's unseen) instead of the dev sets: "
                              "once, for a setting and G already chosen on the dev sets")
     args = parser.parse_args(argv)
-    rows = run(args.work, args.trainers, args.seen_penalty, args.test_sets)
+    rows = run(args.work, args.trainers, args.seen_penalty, args.test_sets, args.naming_rule)
     table = markdown(rows)
     print(table)
     if args.out:

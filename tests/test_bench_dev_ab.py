@@ -22,8 +22,31 @@ def test_markdown_row_per_trainer_and_penalty():
            "seen_location": 0.3}
     table = dev.markdown([row, dict(row, seen_penalty=0.0)]).splitlines()
     assert len(table) == 4 and table[0].startswith("| trainer | seed | G |")
-    assert table[2] == "| T | 1 | 1.25 | 0.467 | 0.065 | – | 11/41 | 0.024 | 0.463 | 0.707 | 0.300 |"
-    assert table[3].startswith("| T | 1 | 0 |")
+    assert table[2] == "| T | 1 | 1.25 | model | 0.467 | 0.065 | – | 11/41 | 0.024 | 0.463 | 0.707 | 0.300 |"
+    assert table[3].startswith("| T | 1 | 0 | model |")
+    assert dev.markdown([dict(row, naming_rule="likelihood")]).splitlines()[2].startswith("| T | 1 | 1.25 | likelihood |")
+
+
+def test_a_naming_rule_is_passed_to_predict_and_predicts_into_its_own_folder(tmp_path, monkeypatch):
+    bench = dev.bench_for(tmp_path)
+    steps = []
+    monkeypatch.setattr(bench, "step", lambda name, *cmd: steps.append(cmd))
+    monkeypatch.setattr(dev, "training_seed", lambda bench: 0)
+    class Scored(Exception):
+        pass
+
+    def stop(*args):        # scoring is not under test here: stop once the predictions have run
+        raise Scored
+
+    monkeypatch.setattr(dev.bz, "evaluate_naming", stop)
+    for rule in (None, "likelihood"):
+        with pytest.raises(Scored):
+            dev.score(bench, "T", 0.75, naming_rule=rule)
+    default, chosen = steps[:4], steps[4:]
+    assert all("--naming-rule" not in cmd for cmd in default)
+    assert all(cmd[cmd.index("--naming-rule") + 1] == "likelihood" for cmd in chosen)
+    folders = lambda cmds: {Path(cmd[cmd.index("-o") + 1]).parent.name for cmd in cmds}
+    assert folders(default) == {"T_G0.75"} and folders(chosen) == {"T_G0.75_likelihood"}
 
 
 def test_a_model_is_reused_only_for_the_seed_it_was_trained_with(tmp_path, monkeypatch, capsys):

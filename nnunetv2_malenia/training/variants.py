@@ -165,6 +165,14 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase(nnUNetTrainerMa
     malenia_network_settings = dict(nnUNetTrainerMalenia_AspectHeads.malenia_network_settings, scan_phase=True)
 
 
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_AppearanceSwap(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase):
+    """The scan-level phase head on counterfactual lesions: the swap moves location off the lesion's look (kidney
+    stones placed in a kidney), the phase head reads enhancement from the scan (kidney stones non-contrast); each
+    alone left the stones misnamed by the aspect the other one fixes."""
+    appearance_swap = nnUNetTrainerMalenia_AppearanceSwap.appearance_swap
+
+
 # --- the ablations on the CPU regime (benchmarks/bench_ablations.py) ------------------------------------------------
 class nnUNetTrainerMalenia_SingleScaleAlignment_CPUDemo(nnUNetTrainerMalenia_CPUDemo):
     malenia_loss_settings = nnUNetTrainerMalenia_SingleScaleAlignment.malenia_loss_settings
@@ -244,6 +252,11 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_AppearanceSwap_CPUDemo(
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo(
         nnUNetTrainerMalenia_AspectHeads_AspectNegatives_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_AppearanceSwap_CPUDemo(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo):
+    appearance_swap = nnUNetTrainerMalenia_AppearanceSwap.appearance_swap
 
 
 # --- the ablations on the 250-epoch schedule (benchmark "full" profile) ---------------------------------------------
