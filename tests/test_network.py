@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
 from nnunetv2_malenia.network.malenia_net import CONTEXT_ASPECTS
+from nnunetv2_malenia.network.mask_position import mask_moments
 from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, IntensityBins, attention_blocked, block_max, dilate,
                                                    mask_pooled_features, ring_pooled_features)
 from nnunetv2_malenia.network.unet_features import decoder_features, select_attention_scales
@@ -134,7 +135,9 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
              "aspect_heads": {"aspect_heads": True, "masked_attention": True, "mask_pooling": True,
                               "mask_residual": True},
              "scan_phase": {"aspect_heads": True, "scan_phase": True, "masked_attention": True,
-                            "mask_pooling": True, "mask_residual": True}}
+                            "mask_pooling": True, "mask_residual": True},
+             "position_location": {"aspect_heads": True, "scan_phase": True, "position_location": True,
+                                   "masked_attention": True, "mask_pooling": True, "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -641,6 +644,36 @@ def test_scan_phase_puts_one_scan_embedding_in_every_token_of_the_scan():
     assert not any(k.startswith("scan_phase") for k in build(aspect_heads=True).state_dict())   # old models load
     with pytest.raises(AssertionError, match="scan_phase needs aspect_heads"):
         build(scan_phase=True)
+
+
+def test_mask_moments_are_the_centroid_and_spread_in_patch_coordinates():
+    logits = torch.full((1, 2, 5, 5, 9), -30.0)                              # [B, Q, *S]: nearly empty masks
+    logits[0, 0, 4, 0:2, 8] = 30.0                                           # two voxels: last, first-two, last
+    centroid, spread = mask_moments(logits)                                  # [B, Q, 3] each
+    assert torch.allclose(centroid[0, 0], torch.tensor([1.0, -0.75, 1.0]), atol=1e-4)
+    assert torch.allclose(spread[0, 0], torch.tensor([0.0, 0.25, 0.0]), atol=1e-3)   # half a step of 0.5
+    assert centroid[0, 1].abs().max() < 1e-3                                 # empty mask: the patch centre
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_position_location_reads_the_location_block_from_each_tokens_mask(residual):
+    net = build(aspect_heads=True, scan_phase=True, position_location=True, mask_pooling=True,
+                masked_attention=True, mask_residual=residual).eval()
+    c, n = net.token_dim, net.text_blocks
+    location = BANK_ASPECTS.index("location") + 1
+    assert net.position_blocks() == (location,)
+    assert net.scan_columns().tolist() == [False] + [a in (location - 1, BANK_ASPECTS.index("enhancement_status"))
+                                                      for a in net.row_aspect.tolist()]
+    x = sample()
+    with torch.no_grad():
+        out = net(x, return_dict=True)
+        for emb, masks in zip(out["block_embeddings"], out["block_masks"]):  # [B, Q, n*C], [B, Q, *S]
+            assert torch.allclose(emb.unflatten(-1, (n, c))[:, :, location], net.mask_position(masks), atol=1e-6)
+        # dense eval computes the last block's mask for it, with or without the mask residual
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+    assert not any(k.startswith("mask_position") for k in build(aspect_heads=True).state_dict())   # old models load
+    with pytest.raises(AssertionError, match="position_location needs aspect_heads"):
+        build(position_location=True)
 
 
 def test_intensity_bins_are_a_soft_histogram_of_each_voxel():

@@ -108,10 +108,11 @@ def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_s
     (left vs right kidney) is one term among them; in the default CPU-regime model those two rows ended at text-space
     cosine 0.988, liver lobes at 0.997, lung lobes at 0.998-0.999, so sub-region location was a coin flip.
 
-    scan_columns ([R+1] bool; None: none): columns that every token of a sample meets through one shared scan
-    embedding (the network's ``scan_phase``). They are never negatives of a token whose only positive is t0: such a
-    term would push the scan's phase away from every phase row for each of the ~13 lesion-free tokens, while the
-    lesion tokens pull it towards the right one, and whether a token is a lesion says nothing about the phase.
+    scan_columns ([R+1] bool; None: none): columns that a token meets through an embedding that is not its own head:
+    one shared scan embedding (the network's ``scan_phase``) or its mask's position (``position_location``). They
+    are never negatives of a token whose only positive is t0: such a term would push the scan's phase away from
+    every phase row for each of the ~13 lesion-free tokens, while the lesion tokens pull it towards the right one,
+    and whether a token is a lesion says nothing about the phase (nor an empty mask about a position).
     """
     sim = logit_scale.float() * torch.einsum("bqc,rc->bqr", embeddings.float(), text_embeddings.float())  # [B, Q, R+1]
     pos = positives.to(sim.device)

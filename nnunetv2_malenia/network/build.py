@@ -17,7 +17,8 @@ REQUIRED_KEYS = ("num_bank_rows", "text_dim", "num_classes")
 OPTIONAL_KEYS = ("num_tokens", "token_dim", "num_heads", "num_blocks", "ffn_ratio", "cmki_layers", "temperature",
                  "fusion", "branches", "beta", "inference_rule", "naming_rule", "lesion_heads",
                  "mask_pooling", "mask_residual", "context_ring", "masked_attention", "context_source",
-                 "match_paragraphs", "aspect_heads", "scan_phase")
+                 "match_paragraphs", "aspect_heads", "scan_phase",
+                 "position_location")
 
 
 def build_malenia_network(plans_manager, configuration_manager, num_input_channels: int, num_output_channels: int,

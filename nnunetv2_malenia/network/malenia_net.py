@@ -9,7 +9,8 @@ matcher, naming, reports) stays a plain dot product. With ``aspect_heads`` the t
 blocks of C channels the same way: t0 in block 0, the rows of bank aspect a in block a + 1, and the token's embedding
 one head per block (mask_decoder.py, "Aspect heads"). With ``scan_phase`` (aspect heads only) the blocks of the
 scan-level aspects (enhancement status: the scan's phase) hold one scan embedding shared by every token of the scan
-(scan_phase.py) instead of the token's own head.
+(scan_phase.py) instead of the token's own head. With ``position_location`` (aspect heads only) the location block
+of each token is read from where its mask lies (mask_position.py).
 
 Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
@@ -23,7 +24,7 @@ only the stored bank buffers.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from torch import nn
 from nnunetv2_malenia.attributes.schema import ASPECTS, ORGAN_ASPECT
 from nnunetv2_malenia.network.cmki import CrossModalKnowledgeInjection
 from nnunetv2_malenia.network.mask_decoder import MaskTokenDecoder
+from nnunetv2_malenia.network.mask_position import POSITION_ASPECTS, MaskPositionHead
 from nnunetv2_malenia.network.scan_phase import SCAN_ASPECTS, ScanPhaseHead
 from nnunetv2_malenia.network.unet_features import (check_unet, decoder_features, drop_seg_layers, feature_channels,
                                                     feature_strides, select_attention_scales)
@@ -162,7 +164,7 @@ class MaleniaNet(nn.Module):
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
                  mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False,
                  context_source: str = "feature", match_paragraphs: bool = False, aspect_heads: bool = False,
-                 scan_phase: bool = False):
+                 scan_phase: bool = False, position_location: bool = False):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -174,6 +176,8 @@ class MaleniaNet(nn.Module):
             f"bad settings: num_blocks={num_blocks}, num_tokens={num_tokens}, temperature={temperature}")
         assert inference_rule in INFERENCE_RULES, f"inference_rule {inference_rule!r} not in {INFERENCE_RULES}"
         assert aspect_heads or not scan_phase, "scan_phase needs aspect_heads (a text-space block per aspect)"
+        assert aspect_heads or not position_location, (
+            "position_location needs aspect_heads (a text-space block per aspect)")
         drop_seg_layers(unet)
         self.inference_rule = inference_rule
         # Not in the paper: the fused mask is CMKI's correction of the decoder's last-block mask (pred = last block
@@ -213,6 +217,8 @@ class MaleniaNet(nn.Module):
                                              text_blocks=1 + len(BANK_ASPECTS) if aspect_heads else 1)
         # Scan-level aspects (scan_phase.py): one embedding per scan in their blocks; None = read from the tokens.
         self.scan_phase = ScanPhaseHead(channels[0], token_dim) if scan_phase else None
+        # Location from where each token's mask lies (mask_position.py); None = read from the tokens.
+        self.mask_position = (MaskPositionHead(token_dim, len(strides[0])) if position_location else None)
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -310,29 +316,52 @@ class MaleniaNet(nn.Module):
             return None
         return torch.cat((blocks.new_zeros(1), blocks))                              # [R+1]
 
+    def _aspect_blocks(self, aspects: Sequence[str]) -> Tuple[int, ...]:
+        return tuple(BANK_ASPECTS.index(a) + 1 for a in aspects)               # aspect a lives in block a + 1
+
     def scan_blocks(self) -> Tuple[int, ...]:
         """The text-space blocks that hold the scan embedding (``scan_phase``), else ()."""
-        if self.scan_phase is None:
-            return ()
-        return tuple(BANK_ASPECTS.index(a) + 1 for a in SCAN_ASPECTS)          # aspect a lives in block a + 1
+        return self._aspect_blocks(SCAN_ASPECTS) if self.scan_phase is not None else ()
+
+    def position_blocks(self) -> Tuple[int, ...]:
+        """The text-space blocks that hold the mask-position embedding (``position_location``), else ()."""
+        return self._aspect_blocks(POSITION_ASPECTS) if self.mask_position is not None else ()
 
     def scan_columns(self) -> Optional[torch.Tensor]:
-        """[R+1] bool: the text columns compared with the scan embedding (rows of SCAN_ASPECTS), or None."""
-        if self.scan_phase is None:
+        """[R+1] bool: the text columns a token meets through an embedding that is not its own head (the scan's
+        phase, its mask's position), or None. Such columns are never a "no lesion" token's negatives (mp_nce.py)."""
+        blocks = self.scan_blocks() + self.position_blocks()
+        if not blocks:
             return None
-        aspects = torch.tensor([BANK_ASPECTS.index(a) for a in SCAN_ASPECTS], device=self.row_aspect.device)
+        aspects = torch.tensor([b - 1 for b in blocks], device=self.row_aspect.device)
         return torch.cat((torch.zeros(1, dtype=torch.bool, device=aspects.device),
                           torch.isin(self.row_aspect, aspects)))                  # [R+1], t0 never
 
+    def with_block_embedding(self, embeddings: torch.Tensor, replacement: torch.Tensor,
+                             blocks: Sequence[int]) -> torch.Tensor:
+        """[B, Q, n*C] token embeddings, [B, C] (one per scan) or [B, Q, C] (one per token) -> [B, Q, n*C] with
+        ``replacement`` in the given text-space blocks (the token's own heads elsewhere)."""
+        b, q = embeddings.shape[:2]
+        split = list(embeddings.unflatten(-1, (self.text_blocks, self.token_dim)).unbind(2))   # n x [B, Q, C]
+        shared = replacement.to(embeddings.dtype)
+        shared = shared.unsqueeze(1).expand(b, q, -1) if shared.ndim == 2 else shared          # [B, Q, C]
+        for block in blocks:
+            split[block] = shared
+        return torch.stack(split, dim=2).flatten(2)                                            # [B, Q, n*C]
+
     def with_scan_embedding(self, embeddings: torch.Tensor, scan: torch.Tensor) -> torch.Tensor:
         """[B, Q, n*C] token embeddings, [B, C] scan embedding -> [B, Q, n*C] with the scan embedding in every
-        token's ``scan_blocks`` (the token's own heads elsewhere)."""
-        b, q = embeddings.shape[:2]
-        blocks = list(embeddings.unflatten(-1, (self.text_blocks, self.token_dim)).unbind(2))   # n x [B, Q, C]
-        shared = scan.to(embeddings.dtype).unsqueeze(1).expand(b, q, -1)                        # [B, Q, C]
-        for block in self.scan_blocks():
-            blocks[block] = shared
-        return torch.stack(blocks, dim=2).flatten(2)                                            # [B, Q, n*C]
+        token's ``scan_blocks``."""
+        return self.with_block_embedding(embeddings, scan, self.scan_blocks())
+
+    def with_position_embeddings(self, embeddings: List[torch.Tensor], masks: List[torch.Tensor]
+                                 ) -> List[torch.Tensor]:
+        """L x [B, Q, n*C] block embeddings, the last M <= L blocks' mask logits [B, Q, *S'] -> L x [B, Q, n*C]
+        with each masked block's ``position_blocks`` read from its own mask (blocks without a mask unchanged: in
+        dense eval only the last block's embedding is read)."""
+        first = len(embeddings) - len(masks)
+        return embeddings[:first] + [self.with_block_embedding(e, self.mask_position(m), self.position_blocks())
+                                     for e, m in zip(embeddings[first:], masks)]
 
     def text_embeddings(self) -> torch.Tensor:
         """[R+1, E] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings). E = C, or text_blocks x C, each
@@ -524,11 +553,14 @@ class MaleniaNet(nn.Module):
         features = decoder_features(self.unet, x)                    # coarsest first; [-1] = [B, Ck, *S]
         pixel = features[-1]
         # Dense eval only needs the last block's embedding: no per-block masks (the last one with pooling or residual).
-        dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if self.mask_residual else "none",
+        last_mask = self.mask_residual or self.mask_position is not None
+        dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if last_mask else "none",
                                 image=x)
         if self.scan_phase is not None:
             scan = self.scan_phase(x, features[0])                   # [B, C]
             dec["embeddings"] = [self.with_scan_embedding(e, scan) for e in dec["embeddings"]]   # each [B, Q, E]
+        if self.mask_position is not None:
+            dec["embeddings"] = self.with_position_embeddings(dec["embeddings"], dec["masks"])   # each [B, Q, E]
         text = self.text_embeddings()                                 # [R+1, E]
         last_embeddings = dec["embeddings"][-1]                       # [B, Q, E]
         decoder_out = {"block_masks": [self._full_size(m, x) for m in dec["masks"]],
@@ -550,7 +582,7 @@ class MaleniaNet(nn.Module):
             return dense_logits(class_logits, pred_masks, self.inference_rule)   # [B, K+1, *S]
         out = {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
                "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks, "class_logits": class_logits}
-        if self.scan_phase is not None:
+        if self.scan_phase is not None or self.mask_position is not None:
             out["scan_columns"] = self.scan_columns()                # [R+1] bool, for the criterion
         if self.lesion_heads is not None:
             # per decoder stage [B, 1 or K+1, *S_i], coarsest first (the bottleneck has no head, as in nnU-Net)

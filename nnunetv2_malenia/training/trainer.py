@@ -52,7 +52,8 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
                                           temperature=0.07, fusion=True, branches="both", naming_rule="best_match",
                                           lesion_heads="classes", mask_pooling=True,
                                           mask_residual=True, context_ring=0, context_source="feature",
-                                          masked_attention=True, aspect_heads=False, scan_phase=False)
+                                          masked_attention=True, aspect_heads=False, scan_phase=False,
+                                          position_location=False)
     # masked_attention (Mask2Former's, which the paper builds on; network/mask_decoder.py): each decoder block attends
     # only where the previous block's mask is on. Seeded A/B on the demo's seen phantoms (fold 0, same data and seed):
     # validation Dice 0.521 without, 0.744 with (README "CPU regime"); models trained before it load without it.

@@ -165,6 +165,14 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase(nnUNetTrainerMa
     malenia_network_settings = dict(nnUNetTrainerMalenia_AspectHeads.malenia_network_settings, scan_phase=True)
 
 
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_MaskPosition(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase):
+    """The scan-level phase head with location read from where each token's mask lies (network/mask_position.py)
+    instead of the token's location head, which learnt location from the lesion's look."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase.malenia_network_settings,
+                                    position_location=True)
+
+
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_AppearanceSwap(
         nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase):
     """The scan-level phase head on counterfactual lesions: the swap moves location off the lesion's look (kidney
@@ -252,6 +260,12 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_AppearanceSwap_CPUDemo(
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo(
         nnUNetTrainerMalenia_AspectHeads_AspectNegatives_CPUDemo):
     malenia_network_settings = nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase.malenia_network_settings
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_MaskPosition_CPUDemo(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo):
+    malenia_network_settings = (
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_MaskPosition.malenia_network_settings)
 
 
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_AppearanceSwap_CPUDemo(
