@@ -218,7 +218,7 @@ class MaleniaNet(nn.Module):
         # Scan-level aspects (scan_phase.py): one embedding per scan in their blocks; None = read from the tokens.
         self.scan_phase = ScanPhaseHead(channels[0], token_dim) if scan_phase else None
         # Location from where each token's mask lies (mask_position.py); None = read from the tokens.
-        self.mask_position = (MaskPositionHead(token_dim, len(strides[0])) if position_location else None)
+        self.mask_position = MaskPositionHead(token_dim, len(strides[0])) if position_location else None
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
