@@ -17,8 +17,9 @@ sliding-window patch smaller than the body they are the window's, and location t
 view: this head is a setting for the former.
 
 Measured (README, CPU regime table, two training seeds on the dev phantoms): no gain in naming at 960 iterations.
-Applied to each lesion's own mask the trained head placed organs right (kidney stones 5/5, liver cysts 10/10) but
-not lung lobes or pancreas segments, and through a token's mask, which can cover more than the lesion, fewer. Off.
+Applied to each lesion's own mask, one seed's head placed organs right (kidney stones 5/5, liver cysts 10/10) but
+not lung lobes or pancreas segments, the other's not even gallstones; through a token's mask, which can cover more
+than the lesion, fewer still. Off.
 """
 from __future__ import annotations
 
