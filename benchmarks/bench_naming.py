@@ -118,12 +118,17 @@ def per_disease(rows: List[dict], set_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def settings_of(args) -> List[Tuple[str, float]]:
+    """Every (naming rule, G) pair the command line asks for."""
+    return [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]
+
+
 def collect(args) -> Dict[str, Dict[Tuple[str, float], list]]:
     """set name -> (rule, G) -> [(true disease, named disease)]; every set is checked before the model loads."""
     sets = [(name, reference_lesions(Path(images), Path(labels))) for name, images, labels in args.set]
     folds = [f if f == "all" else int(f) for f in args.f]
     reporter, network, seen = load_predictor(args.m, folds)
-    settings = [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]
+    settings = settings_of(args)
     pairs = {}
     for name, cases in sets:
         collected = defaultdict(list)
@@ -149,7 +154,7 @@ def main(argv=None) -> None:
     except MaleniaInputError as e:
         exit_with_problems(e)
     rows = []
-    for rule, penalty in [(rule, float(g)) for rule in args.rules for g in args.seen_penalty]:
+    for rule, penalty in settings_of(args):
         sets = {}
         for name, collected in pairs.items():
             named = collected[(rule, penalty)]

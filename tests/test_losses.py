@@ -153,7 +153,7 @@ def test_aspect_negatives_keep_a_positive_against_its_own_aspect_and_t0():
     assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
 
 
-def test_scan_columns_are_never_negatives_of_a_no_lesion_token():
+def test_non_token_columns_are_never_negatives_of_a_no_lesion_token():
     """Columns: t0, two rows of aspect 0, two scan-level rows. Token 0 is a lesion token with one positive of each;
     token 1 a "no lesion" token: the scan rows leave its denominator, not token 0's."""
     text = torch.eye(5)                                                  # [R+1=5, C=5]: s_jk = scale * emb_jk
@@ -168,7 +168,7 @@ def test_scan_columns_are_never_negatives_of_a_no_lesion_token():
     neg0 = e(s0[0]) + e(s0[2]) + e(s0[4])                                 # every other candidate, scan row 4 too
     l0 = -0.5 * sum(math.log(e(s0[k]) / (e(s0[k]) + neg0)) for k in (1, 3))
     l1 = -math.log(e(s1[0]) / (e(s1[0]) + e(s1[1]) + e(s1[2])))          # rows 3 and 4 left out
-    got = mp_nce_loss(emb, text, scale, pos, cand, scan_columns=scan)
+    got = mp_nce_loss(emb, text, scale, pos, cand, non_token_columns=scan)
     assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
     assert mp_nce_loss(emb, text, scale, pos, cand).item() != pytest.approx(got.item(), rel=1e-4)
 
@@ -370,10 +370,10 @@ def test_ablation_flags():
             assert aspect[name] < full[name], name
         else:
             torch.testing.assert_close(aspect[name], full[name])
-    # a network's scan columns (scan_phase) leave the no-lesion tokens' denominators: alignment terms only, downwards
+    # a network's non-token columns (scan_phase) leave the no-lesion tokens' denominators: alignment terms only, down
     phase_rows = ROW_ASPECT == BANK_ASPECTS.index("enhancement_status")                # [R]
-    scan_columns = torch.cat((torch.zeros(1, dtype=torch.bool), phase_rows))           # [R+1]
-    scan = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher)({**out, "scan_columns": scan_columns},
+    phase_columns = torch.cat((torch.zeros(1, dtype=torch.bool), phase_rows))          # [R+1]
+    scan = MaleniaCriterion(ROW_ASPECT, num_points=None, matcher=matcher)({**out, "non_token_columns": phase_columns},
                                                                           targets)
     for name in full:
         if name.startswith("loss_sim"):

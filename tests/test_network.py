@@ -623,13 +623,13 @@ def test_scan_phase_puts_one_scan_embedding_in_every_token_of_the_scan():
     c, n = net.token_dim, net.text_blocks
     phase = BANK_ASPECTS.index("enhancement_status")
     assert net.scan_blocks() == (phase + 1,)
-    columns = net.scan_columns()                                             # [R+1]
+    columns = net.non_token_columns()                                             # [R+1]
     assert columns.tolist() == [False] + (net.row_aspect == phase).tolist()
     x = sample()
     x[1] = x[1] * 3.0 + 1.0                                                  # another intensity distribution
     with torch.no_grad():
         out = net(x, return_dict=True)
-        assert torch.equal(out["scan_columns"], columns)
+        assert torch.equal(out["non_token_columns"], columns)
         for emb in out["block_embeddings"]:                                  # [B, Q, n*C]
             blocks = emb.unflatten(-1, (n, c))                               # [B, Q, n, C]
             shared = blocks[:, :, phase + 1]                                 # [B, Q, C]
@@ -640,7 +640,7 @@ def test_scan_phase_puts_one_scan_embedding_in_every_token_of_the_scan():
         sim = torch.einsum("bqe,re->bqr", out["block_embeddings"][-1], out["text_embeddings"])[..., columns]
         assert torch.allclose(sim, sim[:, :1].expand_as(sim), atol=1e-6)
         assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
-    assert "scan_columns" not in build(aspect_heads=True)(x, return_dict=True)
+    assert "non_token_columns" not in build(aspect_heads=True)(x, return_dict=True)
     assert not any(k.startswith("scan_phase") for k in build(aspect_heads=True).state_dict())   # old models load
     with pytest.raises(AssertionError, match="scan_phase needs aspect_heads"):
         build(scan_phase=True)
@@ -662,7 +662,7 @@ def test_position_location_reads_the_location_block_from_each_tokens_mask(residu
     c, n = net.token_dim, net.text_blocks
     location = BANK_ASPECTS.index("location") + 1
     assert net.position_blocks() == (location,)
-    assert net.scan_columns().tolist() == [False] + [a in (location - 1, BANK_ASPECTS.index("enhancement_status"))
+    assert net.non_token_columns().tolist() == [False] + [a in (location - 1, BANK_ASPECTS.index("enhancement_status"))
                                                       for a in net.row_aspect.tolist()]
     x = sample()
     with torch.no_grad():

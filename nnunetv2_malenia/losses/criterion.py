@@ -125,7 +125,7 @@ class MaleniaCriterion:
                 pos = token_positives(targets, indices[i], Q, text.shape[0], self.multi_positive)  # [B, Q, R+1]
                 losses[f"loss_sim_{i}"] = mp_nce_loss(block_emb[i], text, scale, pos.to(text.device), candidates,
                                                       self.no_lesion_weight, column_aspect,
-                                                      outputs.get("scan_columns"))
+                                                      outputs.get("non_token_columns"))
         losses["loss_bce"], losses["loss_dice"] = self._mask_losses(pred_masks, targets, indices[-1], points, num)
         if self.weight_others:
             losses["loss_others"] = self._other_lesion_loss(pred_masks, targets, indices[-1], points, num)

@@ -86,7 +86,8 @@ def negative_logsumexp(sim: torch.Tensor, negatives: torch.Tensor, column_aspect
 
 def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor,
                 positives: torch.Tensor, candidates: torch.Tensor, no_lesion_weight: float = 1.0,
-                column_aspect: Optional[torch.Tensor] = None, scan_columns: Optional[torch.Tensor] = None
+                column_aspect: Optional[torch.Tensor] = None,
+                non_token_columns: Optional[torch.Tensor] = None
                 ) -> torch.Tensor:
     """Eq. 2. embeddings [B, Q, C], text_embeddings [R+1, C] (both L2-normalised), positives [B, Q, R+1] bool,
     candidates [R+1] bool -> scalar.
@@ -108,8 +109,8 @@ def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_s
     (left vs right kidney) is one term among them; in the default CPU-regime model those two rows ended at text-space
     cosine 0.988, liver lobes at 0.997, lung lobes at 0.998-0.999, so sub-region location was a coin flip.
 
-    scan_columns ([R+1] bool; None: none): columns that a token meets through an embedding that is not its own head:
-    one shared scan embedding (the network's ``scan_phase``) or its mask's position (``position_location``). They
+    non_token_columns ([R+1] bool; None: none): columns that a token meets through an embedding that is not its own
+    head: one shared scan embedding (the network's ``scan_phase``) or its mask's position (``position_location``). They
     are never negatives of a token whose only positive is t0: such a term would push the scan's phase away from
     every phase row for each of the ~13 lesion-free tokens, while the lesion tokens pull it towards the right one,
     and whether a token is a lesion says nothing about the phase (nor an empty mask about a position).
@@ -117,9 +118,9 @@ def mp_nce_loss(embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_s
     sim = logit_scale.float() * torch.einsum("bqc,rc->bqr", embeddings.float(), text_embeddings.float())  # [B, Q, R+1]
     pos = positives.to(sim.device)
     neg = candidates.to(sim.device).view(1, 1, -1) & ~pos                           # [B, Q, R+1]
-    if scan_columns is not None:
+    if non_token_columns is not None:
         t0_only = pos[..., :1] & (pos.sum(-1, keepdim=True) == 1)                     # [B, Q, 1]
-        neg = neg & ~(t0_only & scan_columns.to(sim.device).view(1, 1, -1))           # [B, Q, R+1]
+        neg = neg & ~(t0_only & non_token_columns.to(sim.device).view(1, 1, -1))      # [B, Q, R+1]
     neg_lse = negative_logsumexp(sim, neg, column_aspect)                            # [B, Q, R+1]
     # log(e^s / (e^s + e^neg_lse)) = s - logaddexp(s, neg_lse); no negatives -> neg_lse ~ -1e9 -> term 0
     log_prob = sim - torch.logaddexp(sim, neg_lse)                                   # [B, Q, R+1]

@@ -156,6 +156,11 @@ def seen_penalty_logits(logits: torch.Tensor, seen: torch.Tensor, penalty: float
     return torch.cat((logits[..., :1].float(), out), dim=-1)                         # [B, Q, K+1]
 
 
+def aspect_blocks(aspects: Sequence[str]) -> Tuple[int, ...]:
+    """With aspect heads: the text-space blocks of the given bank aspects (aspect a lives in block a + 1)."""
+    return tuple(BANK_ASPECTS.index(a) + 1 for a in aspects)
+
+
 class MaleniaNet(nn.Module):
     def __init__(self, unet: nn.Module, num_bank_rows: int, text_dim: int, num_classes: int, *, num_tokens: int = 16,
                  token_dim: Optional[int] = None, num_heads: int = 8, num_blocks: int = 3, ffn_ratio: int = 4,
@@ -316,26 +321,22 @@ class MaleniaNet(nn.Module):
             return None
         return torch.cat((blocks.new_zeros(1), blocks))                              # [R+1]
 
-    def _aspect_blocks(self, aspects: Sequence[str]) -> Tuple[int, ...]:
-        return tuple(BANK_ASPECTS.index(a) + 1 for a in aspects)               # aspect a lives in block a + 1
-
     def scan_blocks(self) -> Tuple[int, ...]:
         """The text-space blocks that hold the scan embedding (``scan_phase``), else ()."""
-        return self._aspect_blocks(SCAN_ASPECTS) if self.scan_phase is not None else ()
+        return aspect_blocks(SCAN_ASPECTS) if self.scan_phase is not None else ()
 
     def position_blocks(self) -> Tuple[int, ...]:
         """The text-space blocks that hold the mask-position embedding (``position_location``), else ()."""
-        return self._aspect_blocks(POSITION_ASPECTS) if self.mask_position is not None else ()
+        return aspect_blocks(POSITION_ASPECTS) if self.mask_position is not None else ()
 
-    def scan_columns(self) -> Optional[torch.Tensor]:
+    def non_token_columns(self) -> Optional[torch.Tensor]:
         """[R+1] bool: the text columns a token meets through an embedding that is not its own head (the scan's
         phase, its mask's position), or None. Such columns are never a "no lesion" token's negatives (mp_nce.py)."""
         blocks = self.scan_blocks() + self.position_blocks()
         if not blocks:
             return None
-        aspects = torch.tensor([b - 1 for b in blocks], device=self.row_aspect.device)
-        return torch.cat((torch.zeros(1, dtype=torch.bool, device=aspects.device),
-                          torch.isin(self.row_aspect, aspects)))                  # [R+1], t0 never
+        in_blocks = torch.isin(self.row_aspect + 1, torch.tensor(blocks, device=self.row_aspect.device))   # [R]
+        return torch.cat((in_blocks.new_zeros(1), in_blocks))                  # [R+1], t0 never
 
     def with_block_embedding(self, embeddings: torch.Tensor, replacement: torch.Tensor,
                              blocks: Sequence[int]) -> torch.Tensor:
@@ -582,8 +583,9 @@ class MaleniaNet(nn.Module):
             return dense_logits(class_logits, pred_masks, self.inference_rule)   # [B, K+1, *S]
         out = {**decoder_out, "slot_weights": weights, "mask_m": self._full_size(cmki["mask_m"], x),
                "mask_t": self._full_size(cmki["mask_t"], x), "pred_masks": pred_masks, "class_logits": class_logits}
-        if self.scan_phase is not None or self.mask_position is not None:
-            out["scan_columns"] = self.scan_columns()                # [R+1] bool, for the criterion
+        non_token = self.non_token_columns()                         # [R+1] bool or None, for the criterion
+        if non_token is not None:
+            out["non_token_columns"] = non_token
         if self.lesion_heads is not None:
             # per decoder stage [B, 1 or K+1, *S_i], coarsest first (the bottleneck has no head, as in nnU-Net)
             out["lesion_logits"] = [head(f) for head, f in zip(self.lesion_heads, features[1:])]
