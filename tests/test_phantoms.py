@@ -40,6 +40,15 @@ def test_density_relative_to_parenchyma(density, sign):
     assert sign * diff > 20
 
 
+def test_tumour_along_the_hepatic_vessels_is_hypodense_to_the_liver():
+    # judged against the contrast-filled vessel (160 HU) it was painted isodense with the 110 HU liver around it
+    image, label, anatomy, attrs = _render("hepatic vessel tumor", location="hepatic_vessels",
+                                           enhancement_status="contrast_enhanced", radius=4.0)
+    core = ndimage.binary_erosion(label, iterations=1)
+    liver = anatomy.organ_mask("liver") & ~ndimage.binary_dilation(label, iterations=2)
+    assert image[liver].mean() - image[core].mean() > 30
+
+
 def test_heterogeneous_has_more_internal_spread_than_homogeneous():
     stds = {}
     for variation in ("homogeneous", "heterogeneous"):

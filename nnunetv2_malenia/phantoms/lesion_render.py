@@ -18,6 +18,11 @@ from nnunetv2_malenia.phantoms.phase import CALCIUM_HU, FLUID_HU, PHASES
 DENSITY_OFFSET = {"hypodense": -45.0, "isodense": 0.0, "hyperdense": 45.0}
 DENSITY_ABSOLUTE = {"markedly_hyperdense": CALCIUM_HU, "ground_glass": -600.0, "soft_tissue": 40.0,
                     "mixed_ground_glass_solid": -600.0}   # mixed: solid core added below
+# Density is judged against the tissue a radiologist compares the lesion with: its organ's parenchyma, not the
+# structure it lies in or abuts. Stones in bile against the gallbladder wall; a tumour along the hepatic vessels
+# against the liver: judged against the contrast-filled vessels (160 HU), a "hypodense" one was painted at 115 HU
+# inside a 110 HU liver, isodense with everything around it but the thin vessel it replaced.
+DENSITY_REFERENCE = {"gallbladder_lumen": "gallbladder_wall", "hepatic_vessels": "liver_right_lobe"}
 MARGIN_WIDTH = {"well_defined": 0.04, "ill_defined": 0.35, "spiculated": 0.08}   # in units of the lesion radius
 SPECIFIC_FEATURES = ("none", "calcification", "septation", "pancreatic_duct_dilatation", "bile_duct_dilatation",
                      "wall_thickening", "spiculation", "cystic_degeneration", "fluid_density",
@@ -144,8 +149,7 @@ def render_lesion(image: np.ndarray, anatomy: Anatomy, disease: Disease, attrs: 
     width = MARGIN_WIDTH[attrs["surface"]] + (0.15 if close else 0.0)
     t = np.clip((d - (1.0 - width)) / (2.0 * width), 0.0, 1.0)
     weight = (1.0 - t * t * (3.0 - 2.0 * t)).astype(np.float32)   # [bx, by, bz] in [0, 1]
-    # density is judged against the enhancing tissue; stones in bile against the gallbladder wall
-    base = anatomy.parenchyma("gallbladder_wall" if region == "gallbladder_lumen" else region, phase)
+    base = anatomy.parenchyma(DENSITY_REFERENCE.get(region, region), phase)   # HU the density is relative to
     density = attrs["density"]
     hu = np.full(d.shape, DENSITY_ABSOLUTE.get(density, base + DENSITY_OFFSET.get(density, 0.0)), np.float32)
     if density == "mixed_ground_glass_solid":
