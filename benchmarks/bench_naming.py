@@ -12,6 +12,10 @@ rule and G change only the tokens' class logits, never what the network computes
 run through the network once and re-scored for every (rule, G). A row gives, per set, the reference lesions named
 right, and the named share per true disease.
 
+With ``--location-maps`` each lesion's location is read from the set's organ maps (the folder beside LABELS whose
+name has "labels" replaced by "locations", e.g. locationsTs, with its locations.json) and the diseases re-ranked by
+it, as ``nnUNetv2_malenia_predict --location-maps`` does (floor ``--location-floor``).
+
 Choose a rule and G here on held-out cases of your own (for the phantoms: the dev sets of bench_dev_ab.py), never on
 a test set. The truth of a lesion is its label's name in the dataset.json beside the labels folder.
 """
@@ -22,7 +26,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import SimpleITK as sitk
 import torch
@@ -31,14 +35,18 @@ from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems
 from nnunetv2_malenia.evaluation.lesions import component_index_map, lesion_components
 from nnunetv2_malenia.inference.lesion_description import RegionScores, region_scores
+from nnunetv2_malenia.inference.location_map import (DEFAULT_LOCATION_FLOOR, LocationMaps, rank_by_location,
+                                                     read_location_maps)
 from nnunetv2_malenia.inference.predict import given_masks, input_cases
 from nnunetv2_malenia.network.malenia_net import NAMING_RULES, seen_penalty_logits
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic, write_text_atomic
 
 
-def reference_lesions(images: Path, labels: Path) -> List[Tuple[List[str], Path, Dict[int, str]]]:
-    """Per case: (image files, label map, label value -> disease name), checked as ``--describe-masks`` checks them
-    (every case needs a label map on its image's grid); the names come from the dataset.json beside LABELS."""
+def reference_lesions(images: Path, labels: Path, location_names: Optional[Sequence[str]] = None
+                      ) -> List[Tuple[List[str], Path, Dict[int, str], Optional[LocationMaps]]]:
+    """Per case: (image files, label map, label value -> disease name, the set's organ maps or None), checked as
+    ``--describe-masks`` checks them (every case needs a label map on its image's grid); the names come from the
+    dataset.json beside LABELS. ``location_names``: the names an organ map may use (None: no organ maps)."""
     dataset_file = labels.parent / "dataset.json"
     dataset = read_json(dataset_file, "dataset.json of the label maps")
     ending = dataset.get("file_ending")
@@ -48,13 +56,16 @@ def reference_lesions(images: Path, labels: Path) -> List[Tuple[List[str], Path,
     names = {int(v): k for k, v in dataset["labels"].items() if int(v) > 0}
     cases = input_cases(str(images), ending)
     masks = given_masks(cases, str(labels), ending)
-    return [(files, masks[case], names) for case, files in sorted(cases.items())]
+    maps = None if location_names is None else read_location_maps(
+        str(labels.parent / labels.name.replace("labels", "locations")), cases, ending, location_names)
+    return [(files, masks[case], names, maps) for case, files in sorted(cases.items())]
 
 
 def scored_case(reporter, network, files: List[str], label_file: Path, names: Dict[int, str],
-                settings: Sequence[Tuple[str, float]], seen: torch.Tensor
-                ) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
-    """(rule, G) -> [(true disease, named disease)] for the case's reference lesions."""
+                settings: Sequence[Tuple[str, float]], seen: torch.Tensor, locations: Optional[LocationMaps] = None,
+                floor: float = DEFAULT_LOCATION_FLOOR) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
+    """(rule, G) -> [(true disease, named disease)] for the case's reference lesions; with ``locations`` the
+    diseases are re-ranked by the case's organ map."""
     seg_img = sitk.ReadImage(str(label_file))
     seg = sitk.GetArrayFromImage(seg_img)                                        # [Z, Y, X]
     components = lesion_components(seg)
@@ -76,11 +87,19 @@ def scored_case(reporter, network, files: List[str], label_file: Path, names: Di
             for value in values:
                 a, d = region_scores(named, window_ids == value, reporter.rows)
                 scores[(rule, penalty)].setdefault(value, RegionScores(reporter.rows)).add(a, d)
-    out = {}
-    for setting, per_lesion in scores.items():
-        out[setting] = [(names[c.label], per_lesion[c.id + 1].ranked_diseases(diseases)[0][0])
-                        for c in components if c.id + 1 in per_lesion]
-    return out
+    # the organ map of this case: the one beside the label map with the same file name
+    where = None if locations is None else next(locations.read(case) for case, file in locations.files.items()
+                                                if file.name == label_file.name)
+
+    def top(scores_of_lesion: RegionScores, comp) -> str:
+        ranked = scores_of_lesion.ranked_diseases(diseases)
+        if where is not None:
+            ranked, _ = rank_by_location(ranked, where[comp.slices][comp.mask], locations.names,
+                                         reporter.predictor.knowledge_table, floor)
+        return ranked[0][0]
+
+    return {setting: [(names[c.label], top(per_lesion[c.id + 1], c)) for c in components if c.id + 1 in per_lesion]
+            for setting, per_lesion in scores.items()}
 
 
 def load_predictor(model: Path, folds):
@@ -125,15 +144,23 @@ def settings_of(args) -> List[Tuple[str, float]]:
 
 def collect(args) -> Dict[str, Dict[Tuple[str, float], list]]:
     """set name -> (rule, G) -> [(true disease, named disease)]; every set is checked before the model loads."""
-    sets = [(name, reference_lesions(Path(images), Path(labels))) for name, images, labels in args.set]
+    location_names = None
+    if args.location_maps:
+        from nnunetv2_malenia.attributes import load_knowledge_table
+        from nnunetv2_malenia.attributes.schema import load_vocabulary
+
+        organs = {d.organ for d in load_knowledge_table().diseases.values()}
+        location_names = list(load_vocabulary().values["location"]) + sorted(organs)
+    sets = [(name, reference_lesions(Path(images), Path(labels), location_names)) for name, images, labels in args.set]
     folds = [f if f == "all" else int(f) for f in args.f]
     reporter, network, seen = load_predictor(args.m, folds)
     settings = settings_of(args)
     pairs = {}
     for name, cases in sets:
         collected = defaultdict(list)
-        for files, label_file, names in cases:
-            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen).items():
+        for files, label_file, names, maps in cases:
+            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen, maps,
+                                              args.location_floor).items():
                 collected[setting].extend(named)
         pairs[name] = collected
     return pairs
@@ -146,6 +173,9 @@ def main(argv=None) -> None:
                         help="a named set of cases: images folder and label maps (dataset.json beside LABELS)")
     parser.add_argument("--rules", nargs="+", choices=NAMING_RULES, default=list(NAMING_RULES))
     parser.add_argument("--seen-penalty", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--location-maps", action="store_true",
+                        help="re-rank with each set's organ maps (LABELS with 'labels' -> 'locations', e.g. locationsTs)")
+    parser.add_argument("--location-floor", type=float, default=DEFAULT_LOCATION_FLOOR)
     parser.add_argument("-f", nargs="+", default=["0"], help="folds (default 0)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")
     args = parser.parse_args(argv)
@@ -166,7 +196,8 @@ def main(argv=None) -> None:
                           "per_disease": {d: dict(c) for d, c in by_disease.items()}}
         rows.append({"rule": rule, "seen_penalty": penalty, "sets": sets})
     set_names = [s[0] for s in args.set]
-    text = f"Model: `{args.m}` (folds {args.f})\n\n{table(rows, set_names)}\n\n{per_disease(rows, set_names)}\n"
+    where = f"; location from organ maps, floor {args.location_floor:g}" if args.location_maps else ""
+    text = f"Model: `{args.m}` (folds {args.f}{where})\n\n{table(rows, set_names)}\n\n{per_disease(rows, set_names)}\n"
     print(text)
     if args.out:
         write_text_atomic(text, args.out)

@@ -13,7 +13,9 @@ Arms (same planner, same schedule per profile, same fold, same test-time setting
     4  Malenia ablations on A (full profile)
     5  nnUNetTrainer per-class on A (quick/full): the seen-lesion reference for Malenia on A's test set
 The model of arm 1 also predicts with --seen-penalty G where the profile sets one (quick, smoke): every disease a
-candidate, the trained ones' logits lowered by G, on C's and A's test sets (generalised zero-shot).
+candidate, the trained ones' logits lowered by G, on C's and A's test sets (generalised zero-shot); and, where the
+profile asks for it (quick, smoke), with every disease a candidate and each lesion's location read from the test
+sets' organ maps (--location-maps: the phantoms' locationsTs, what an organ segmentation of the scan gives).
 
 Arm 2 names no disease, so it is scored two ways: class-agnostic (every reference lesion label merged into one
 mask vs every predicted lesion voxel), and per unseen disease with an ORACLE NAMING rule: the prediction of
@@ -43,11 +45,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_malenia.demo import CPU_SEEN_PENALTY, Step, demo_env
+from nnunetv2_malenia.demo import CPU_LOCATED_SEEN_PENALTY, CPU_SEEN_PENALTY, Step, demo_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))           # bench_network / zero_shot_report live beside this file
@@ -94,6 +96,9 @@ class Profile:
     # > 0: the Malenia arm also predicts both test sets with every disease a candidate and --seen-penalty G
     # (generalised zero-shot, calibrated stacking); G is chosen on dev phantoms, never on these test sets
     seen_penalty: float = 0.0
+    # not None: the Malenia arm also predicts both test sets with every disease a candidate, each lesion's location
+    # read from the phantoms' organ maps (--location-maps locationsTs) and this --seen-penalty (chosen on dev phantoms)
+    located_seen_penalty: Optional[float] = None
 
 
 PROFILES: Dict[str, Profile] = {
@@ -103,7 +108,7 @@ PROFILES: Dict[str, Profile] = {
                      spacing=10.5, malenia_trainer="nnUNetTrainerMalenia_2epochs_2iters",
                      baseline_trainer="nnUNetTrainer_2epochs_2iters", device="cpu", per_class_arm=False,
                      verify=False, workers=1, min_lesion_radius=3.0, configuration="3d_cpu",
-                     seen_penalty=CPU_SEEN_PENALTY,
+                     seen_penalty=CPU_SEEN_PENALTY, located_seen_penalty=CPU_LOCATED_SEEN_PENALTY,
                      description="pipeline check only (minutes on 2 CPU cores); the numbers mean nothing"),
     # The CPU regime (README): the demo's phantoms (48^3 at 7 mm, lesion radius >= 3 voxels), the 3d_cpu plan and
     # 2,000 iterations of AdamW 1e-3 for every arm (bf16 where the CPU has it natively, training/cpu_bf16.py).
@@ -111,9 +116,9 @@ PROFILES: Dict[str, Profile] = {
                      spacing=7.0, malenia_trainer="nnUNetTrainerMalenia_CPUDemo",
                      baseline_trainer="nnUNetTrainer_CPUDemo", device="cpu", min_lesion_radius=3.0,
                      lesions_per_case=(2, 4), configuration="3d_cpu", seen_penalty=CPU_SEEN_PENALTY,
-                     description="the CPU regime for every arm (about 50 min on 2 cores with native bf16)"),
+                     located_seen_penalty=CPU_LOCATED_SEEN_PENALTY, description="the CPU regime for every arm (about 50 min on 2 cores with native bf16)"),
     "full": Profile(train_cases=200, seen_test_cases=20, unseen_train_cases=200, unseen_test_cases=60, size=96,
-                    spacing=3.5, malenia_trainer="nnUNetTrainerMalenia_250epochs",
+                    spacing=3.5, malenia_trainer="nnUNetTrainerMalenia_250epochs", located_seen_penalty=0.0,
                     baseline_trainer="nnUNetTrainer_250epochs", device="cuda", tta=True,
                     ablations=tuple(f"nnUNetTrainerMalenia_{a}_250epochs" for a in ABLATIONS),
                     description="one GPU, 96^3 volumes, 250-epoch schedule, with the Tables 3-4 ablations"),
@@ -165,8 +170,9 @@ class Bench:
 
 # -------------------------------------------------------------------------------------------------------------- data
 def write_phantom_set(bench: Bench, dataset_id: int, split: str, cases: int, test_cases: int, seed: int,
-                      prefix: str) -> None:
-    """One phantom dataset of the profile's geometry: ``cases`` training and ``test_cases`` test cases of a split."""
+                      prefix: str, target: Optional[Path] = None) -> None:
+    """One phantom dataset of the profile's geometry: ``cases`` training and ``test_cases`` test cases of a split,
+    into the dataset's raw folder (or ``target``)."""
     from nnunetv2_malenia.attributes import load_knowledge_table
     from nnunetv2_malenia.phantoms.dataset import split_diseases, write_phantom_dataset
     from nnunetv2_malenia.phantoms.generator import PhantomConfig
@@ -175,21 +181,27 @@ def write_phantom_set(bench: Bench, dataset_id: int, split: str, cases: int, tes
     labelled, _ = split_diseases(table, split, False)
     config = PhantomConfig(size=(p.size,) * 3, spacing=(p.spacing,) * 3, labelled=labelled, seed=seed,
                            min_lesion_radius=p.min_lesion_radius, lesions_per_case=p.lesions_per_case)
-    write_phantom_dataset(bench.dataset(dataset_id), table, config, cases, test_cases, num_processes=p.workers,
-                          case_prefix=prefix)
+    write_phantom_dataset(target or bench.dataset(dataset_id), table, config, cases, test_cases,
+                          num_processes=p.workers, case_prefix=prefix, dataset_name=bench.dataset(dataset_id).name)
 
 
 def write_phantoms(bench: Bench) -> None:
-    p = bench.profile
-    write_phantom_set(bench, SEEN_ID, "seen", p.train_cases, p.seen_test_cases, SEEDS["phantoms_seen"], "seen")
+    write_seen_phantoms(bench)
     write_unseen_phantoms(bench)
 
 
-def write_unseen_phantoms(bench: Bench) -> None:
+def write_seen_phantoms(bench: Bench, target: Optional[Path] = None) -> None:
+    """A: the seen split's training set (Malenia, per-class nnU-Net) and held-out seen test set."""
+    p = bench.profile
+    write_phantom_set(bench, SEEN_ID, "seen", p.train_cases, p.seen_test_cases, SEEDS["phantoms_seen"], "seen",
+                      target=target)
+
+
+def write_unseen_phantoms(bench: Bench, target: Optional[Path] = None) -> None:
     """C: the unseen split's training set (supervised arm) and test set (every arm's zero-shot test)."""
     p = bench.profile
     write_phantom_set(bench, UNSEEN_ID, "unseen", p.unseen_train_cases, p.unseen_test_cases,
-                      SEEDS["phantoms_unseen"], "unseen")
+                      SEEDS["phantoms_unseen"], "unseen", target=target)
 
 
 def write_merged_dataset(seen: Path, merged: Path) -> None:
@@ -468,30 +480,42 @@ def predict_zero_shot(bench: Bench, arm: str, trainer: str, common: Sequence[str
                "--describe-masks", str(C / "labelsTs"))
 
 
-def predict_calibrated(bench: Bench, common: Sequence[str]) -> None:
-    """Generalised zero-shot with calibrated stacking: the Malenia arm's model with every knowledge-table disease a
-    candidate and the trained ones' logits lowered by --seen-penalty, on C's test set (label maps and reports), on
-    A's test set (what the penalty costs the seen diseases) and describing C's reference lesions, into
-    work/predictions/malenia_calibrated{,_seen,_reference_lesions}."""
+def predict_generalised(bench: Bench, arm: str, extra: Callable[[Path], List[str]], common: Sequence[str]) -> None:
+    """Generalised zero-shot: the Malenia arm's model with every knowledge-table disease a candidate and the options
+    ``extra(test dataset folder)`` (a seen penalty, location maps), on C's test set (label maps and reports), on A's
+    test set (what it costs, or gives, the seen diseases) and describing C's reference lesions, into
+    work/predictions/ARM{,_seen,_reference_lesions}."""
     p, A, C, pred = bench.profile, bench.dataset(SEEN_ID), bench.dataset(UNSEEN_ID), bench.work / "predictions"
-    predict = ["nnUNetv2_malenia_predict", "-m", str(bench.model(SEEN_ID, p.malenia_trainer)),
-               "--seen-penalty", f"{p.seen_penalty:g}"]
-    bench.step("predict malenia_calibrated on C test", *predict, "-i", str(C / "imagesTs"), "-o",
-               str(pred / "malenia_calibrated"), *common)
-    bench.step("predict malenia_calibrated on A test", *predict, "-i", str(A / "imagesTs"), "-o",
-               str(pred / "malenia_calibrated_seen"), "--no-reports", *common)
-    bench.step("describe reference lesions malenia_calibrated on C test", *predict, "-i", str(C / "imagesTs"), "-o",
-               str(pred / "malenia_calibrated_reference_lesions"), "-f", p.fold, "-device", p.device,
+    predict = ["nnUNetv2_malenia_predict", "-m", str(bench.model(SEEN_ID, p.malenia_trainer))]
+    bench.step(f"predict {arm} on C test", *predict, *extra(C), "-i", str(C / "imagesTs"), "-o", str(pred / arm),
+               *common)
+    # reports on A too where the options need them (location maps name lesions from their reports)
+    seen_reports = [] if "--location-maps" in extra(A) else ["--no-reports"]
+    bench.step(f"predict {arm} on A test", *predict, *extra(A), "-i", str(A / "imagesTs"), "-o",
+               str(pred / f"{arm}_seen"), *seen_reports, *common)
+    bench.step(f"describe reference lesions {arm} on C test", *predict, *extra(C), "-i", str(C / "imagesTs"), "-o",
+               str(pred / f"{arm}_reference_lesions"), "-f", p.fold, "-device", p.device,
                "--describe-masks", str(C / "labelsTs"))
 
 
-def score_calibrated(bench: Bench) -> dict:
-    """The three predictions of ``predict_calibrated`` scored as the uncalibrated ones are."""
+def calibrated_options(bench: Bench) -> Callable[[Path], List[str]]:
+    """Calibrated stacking: the trained diseases' logits lowered by the profile's seen penalty."""
+    return lambda dataset: ["--seen-penalty", f"{bench.profile.seen_penalty:g}"]
+
+
+def location_options(bench: Bench) -> Callable[[Path], List[str]]:
+    """Each lesion's location read from the test set's organ maps (the phantoms' locationsTs), at the profile's G."""
+    return lambda dataset: ["--location-maps", str(dataset / "locationsTs"),
+                            "--seen-penalty", f"{bench.profile.located_seen_penalty:g}"]
+
+
+def score_generalised(bench: Bench, arm: str, **setting) -> dict:
+    """The three predictions of ``predict_generalised`` scored as the uncalibrated ones are; ``setting`` (e.g.
+    seen_penalty=1.25) is kept with the scores."""
     A, C, pred = bench.dataset(SEEN_ID), bench.dataset(UNSEEN_ID), bench.work / "predictions"
-    return {"seen_penalty": bench.profile.seen_penalty,
-            "unseen": evaluate(C / "labelsTs", pred / "malenia_calibrated", C, reports=True),
-            "seen": evaluate(A / "labelsTs", pred / "malenia_calibrated_seen", A),
-            "naming": evaluate_naming(C, pred / "malenia_calibrated_reference_lesions" / "reports")}
+    return {**setting, "unseen": evaluate(C / "labelsTs", pred / arm, C, reports=True),
+            "seen": evaluate(A / "labelsTs", pred / f"{arm}_seen", A),
+            "naming": evaluate_naming(C, pred / f"{arm}_reference_lesions" / "reports")}
 
 
 # ------------------------------------------------------------------------------------------------------------ run
@@ -533,7 +557,9 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
                        str(pred / "per_class_seen"), "-d", str(SEEN_ID), "-c", p.configuration, "-tr",
                        p.baseline_trainer, *common)
     if p.seen_penalty:
-        predict_calibrated(bench, common)
+        predict_generalised(bench, "malenia_calibrated", calibrated_options(bench), common)
+    if p.located_seen_penalty is not None:
+        predict_generalised(bench, "malenia_located", location_options(bench), common)
 
     def score():
         # the class-agnostic arm names no disease (its one label "lesion" is no reference name, which evaluate
@@ -547,10 +573,14 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
             if p.per_class_arm else {}
         naming = {arm: evaluate_naming(C, pred / f"{arm}_reference_lesions" / "reports")
                   for arm in arms if arm == "malenia" or arm in p.ablations}
-        calibrated = score_calibrated(bench) if p.seen_penalty else None
-        return ev, agnostic, seen, naming, calibrated
+        calibrated = score_generalised(bench, "malenia_calibrated", seen_penalty=p.seen_penalty) \
+            if p.seen_penalty else None
+        located = score_generalised(bench, "malenia_located", location_maps="locationsTs",
+                                    seen_penalty=p.located_seen_penalty) \
+            if p.located_seen_penalty is not None else None
+        return ev, agnostic, seen, naming, calibrated, located
 
-    evaluations, agnostic, seen, naming, calibrated = bench.timed("evaluate", score)
+    evaluations, agnostic, seen, naming, calibrated, located = bench.timed("evaluate", score)
     # A disease defined only in a knowledge-table file at prediction time (bench_user_disease.py, issue #12 item 3):
     # its own report beside benchmark.md, same geometry as C, the Malenia arm's model.
     from bench_user_disease import main as user_disease
@@ -570,7 +600,7 @@ def run(profile_name: str, work: Path, out: Path) -> dict:
 
     result = assemble(profile_name=profile_name, profile=asdict(p), arms=arms, names=NAMES, C_labels=lesion_labels(C),
                       A_labels=lesion_labels(A), evaluations=evaluations, agnostic=agnostic, seen=seen, naming=naming,
-                      calibrated=calibrated,
+                      calibrated=calibrated, located=located,
                       epochs=epochs, gpu=gpu, rss=bench.rss, times=bench.times, size96=size96, hardware=hardware(),
                       versions=versions(), seeds=run_seeds(bench.env), nsd_tolerance_mm=NSD_TOLERANCE_MM,
                       total_s=time.time() - started, work=str(work))

@@ -12,6 +12,7 @@
     the same on the held-out seen test set              nnUNetv2_malenia_predict + nnUNetv2_malenia_evaluate
     naming the true unseen lesions (masks given)        nnUNetv2_malenia_predict --describe-masks + evaluate
     generalised zero-shot, calibrated (cpu profile)     the above with --seen-penalty G on both test sets
+    generalised zero-shot, location from organ maps     the above with --location-maps (the phantoms' locationsTs)
 
 Profiles: ``cpu`` (default; the CPU regime of README: 2,000 iterations on 48^3 phantoms, 19-27 minutes on 2 cores
 with native bf16 as measured on two hosts, longer in fp32; unseen lesions are found but named after seen diseases) and
@@ -39,6 +40,11 @@ SEEN_ID, UNSEEN_ID = 901, 902
 # it maximised the harmonic mean of seen and unseen Dice on dev phantoms of other seeds than any test set
 # (README, CPU regime table, "generalised zero-shot naming").
 CPU_SEEN_PENALTY = 1.25
+# The same with each lesion's location read from organ maps (--location-maps): with the organ given, the seen
+# disease of that organ still wins the lesion (its tokens describe it), and G = 1 maximised the harmonic mean of the
+# unseen and seen reference lesions named right on those dev phantoms (benchmarks/bench_naming.py --location-maps,
+# G = 0..4: README, CPU regime table).
+CPU_LOCATED_SEEN_PENALTY = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Profile:
     lesions_per_case: Tuple[int, int] = (1, 3)   # nnUNetv2_malenia_phantoms --lesions-per-case
     configuration: str = "3d_fullres"       # 3d_cpu: nnUNetv2_malenia_cpu_plans adds it after planning
     seen_penalty: float = 0.0               # --seen-penalty of the generalised zero-shot rows (0: no such rows)
+    located_seen_penalty: float = 0.0       # --seen-penalty of the rows with --location-maps
 
 
 PROFILES: Dict[str, Profile] = {
@@ -62,7 +69,8 @@ PROFILES: Dict[str, Profile] = {
     # configuration, 2,000 iterations of AdamW 1e-3.
     "cpu": Profile(train_cases=80, seen_test_cases=12, unseen_test_cases=12, size=48, spacing=7.0,
                    trainer="nnUNetTrainerMalenia_CPUDemo", device="cpu", min_lesion_radius=3.0,
-                   lesions_per_case=(2, 4), configuration="3d_cpu", seen_penalty=CPU_SEEN_PENALTY),
+                   lesions_per_case=(2, 4), configuration="3d_cpu", seen_penalty=CPU_SEEN_PENALTY,
+                   located_seen_penalty=CPU_LOCATED_SEEN_PENALTY),
     "gpu": Profile(train_cases=200, seen_test_cases=20, unseen_test_cases=60, size=96, spacing=3.5,
                    trainer="nnUNetTrainerMalenia_250epochs", device="cuda"),
 }
@@ -177,6 +185,15 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
         predict_and_evaluate(f"held-out seen test set, --seen-penalty {g}", seen / "imagesTs",
                              work / "seen_test_calibrated", "evaluation_seen_calibrated.json", seen_scoring,
                              "--seen-penalty", g, "--no-reports")
+    # Generalised zero-shot with each lesion's location read from an organ map of its scan (the phantoms' own
+    # locationsTs, what an organ segmenter would give) instead of from the tokens, at the profile's G for it.
+    located = ["--seen-penalty", f"{profile.located_seen_penalty:g}"]
+    predict_and_evaluate("zero-shot prediction, --location-maps", unseen / "imagesTs", work / "zero_shot_located",
+                         "evaluation_located.json", unseen_scoring, "--location-maps", str(unseen / "locationsTs"),
+                         *located)
+    predict_and_evaluate("held-out seen test set, --location-maps", seen / "imagesTs", work / "seen_test_located",
+                         "evaluation_seen_located.json", seen_scoring, "--location-maps", str(seen / "locationsTs"),
+                         *located)
     # Naming apart from finding: the model describes the TRUE unseen lesions (reference masks given), scored with
     # the same attribute matching (Table 8) and disease identification.
     def describe_and_evaluate(title: str, out: Path, evaluation: str, *options: str) -> None:
@@ -193,10 +210,12 @@ def run_demo(work: Path, profile: Profile, fresh: bool) -> dict:
         describe_and_evaluate(f"describe the reference lesions, --seen-penalty {g}",
                               work / "reference_lesion_reports_calibrated", "evaluation_naming_calibrated.json",
                               "--seen-penalty", g)
+    describe_and_evaluate("describe the reference lesions, --location-maps", work / "reference_lesion_reports_located",
+                          "evaluation_naming_located.json", "--location-maps", str(unseen / "locationsTs"), *located)
     calibrated = [work / "zero_shot_calibrated"] if profile.seen_penalty else []
-    shown = lesion_to_show([*calibrated, restricted, pred], described, unseen / "labelsTs",
-                           unseen / "dataset.json")
-    print_summary(work, shown, step.times, profile.seen_penalty)
+    shown = lesion_to_show([work / "zero_shot_located", *calibrated, restricted, pred], described,
+                           unseen / "labelsTs", unseen / "dataset.json")
+    print_summary(work, shown, step.times, profile.seen_penalty, profile.located_seen_penalty)
     return step.times
 
 
@@ -242,7 +261,7 @@ def lesion_to_show(prediction_folders: Sequence[Path], described: Path, referenc
     return None
 
 
-def summary_sections(seen_penalty: float) -> List[Tuple[str, str, str]]:
+def summary_sections(seen_penalty: float, located_seen_penalty: float = 0.0) -> List[Tuple[str, str, str]]:
     """(evaluation file, table kind, caption) of every result table the demo prints and writes, in order."""
     g = f"`--seen-penalty {seen_penalty:g}`"
     calibrated = [
@@ -252,6 +271,14 @@ def summary_sections(seen_penalty: float) -> List[Tuple[str, str, str]]:
         ("evaluation_seen_calibrated.json", "dice", f"The held-out seen test set at the same {g} (what it costs):"),
         ("evaluation_naming_calibrated.json", "naming", f"Naming the true unseen lesions at {g}:"),
     ] if seen_penalty else []
+    at = f" and `--seen-penalty {located_seen_penalty:g}`" if located_seen_penalty else ""
+    located = [
+        ("evaluation_located.json", "dice",
+         "Generalised zero-shot with each lesion's location read from an organ map of its scan "
+         f"(`--location-maps`: the phantoms' locationsTs; every disease a candidate{at}):"),
+        ("evaluation_seen_located.json", "dice", f"The held-out seen test set with `--location-maps`{at}:"),
+        ("evaluation_naming_located.json", "naming", f"Naming the true unseen lesions with `--location-maps`{at}:"),
+    ]
     return [("evaluation.json", "dice",
              "Zero-shot on unseen-split phantoms (lesion types never labelled in training):"),
             ("evaluation_test_diseases.json", "dice",
@@ -262,15 +289,16 @@ def summary_sections(seen_penalty: float) -> List[Tuple[str, str, str]]:
              "The same model on the held-out test set of the training (seen) lesion types:"),
             ("evaluation_naming.json", "naming",
              "Naming the true unseen lesions (reference masks given to `nnUNetv2_malenia_predict --describe-masks`):"),
-            *calibrated]
+            *calibrated, *located]
 
 
-def print_summary(work: Path, shown: Optional[Tuple[Path, dict, str]], times: dict, seen_penalty: float) -> None:
+def print_summary(work: Path, shown: Optional[Tuple[Path, dict, str]], times: dict, seen_penalty: float,
+                  located_seen_penalty: float = 0.0) -> None:
     from nnunetv2_malenia.evaluation.evaluate import format_report_table, format_table
 
     formatters = {"dice": format_table, "naming": format_report_table}
     tables = [(caption, formatters[kind](json.loads((work / name).read_text())))
-              for name, kind, caption in summary_sections(seen_penalty)]
+              for name, kind, caption in summary_sections(seen_penalty, located_seen_penalty)]
     for caption, table in tables:
         print(f"\n=== {caption}\n{table}")
     if shown is not None:

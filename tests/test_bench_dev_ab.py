@@ -84,7 +84,7 @@ def test_test_sets_are_the_benchmark_sets_in_their_own_folder():
 def test_dev_and_test_sets_are_written_like_the_benchmark(tmp_path, monkeypatch):
     """bench_dev_ab writes its sets through bench_zero_shot's writer, so its A and C are the benchmark's cases."""
     calls = []
-    monkeypatch.setattr(bz, "write_phantom_set", lambda bench, *args: calls.append(args))
+    monkeypatch.setattr(bz, "write_phantom_set", lambda bench, *args, **kwargs: calls.append(args))
     monkeypatch.setattr(dev.bz, "plan_and_preprocess", lambda *a, **k: None)
     bench = dev.bench_for(tmp_path)
     monkeypatch.setattr(bench, "step", lambda *a, **k: None)

@@ -14,9 +14,12 @@ from nnunetv2_malenia.errors import MaleniaInputError  # noqa: E402
 def test_reference_lesions_pair_images_with_masks_and_names(tmp_path):
     root = make_raw_dataset(tmp_path / "Dataset501_X", {"liver cyst": 1, "kidney stone": 2}, ["a", "b"])
     cases = bench_naming.reference_lesions(root / "imagesTr", root / "labelsTr")
-    assert [(Path(files[0]).name, mask.name) for files, mask, _ in cases] == [("a_0000.nii.gz", "a.nii.gz"),
-                                                                             ("b_0000.nii.gz", "b.nii.gz")]
-    assert cases[0][2] == {1: "liver cyst", 2: "kidney stone"}
+    assert [(Path(files[0]).name, mask.name) for files, mask, _, _ in cases] == [("a_0000.nii.gz", "a.nii.gz"),
+                                                                                ("b_0000.nii.gz", "b.nii.gz")]
+    assert cases[0][2] == {1: "liver cyst", 2: "kidney stone"} and cases[0][3] is None
+    # --location-maps: the organ maps beside the labels (labelsTr -> locationsTr) are checked with them
+    with pytest.raises(MaleniaInputError, match="locationsTr/locations.json"):
+        bench_naming.reference_lesions(root / "imagesTr", root / "labelsTr", ["left_kidney"])
 
 
 def test_a_missing_mask_or_dataset_json_is_an_error_naming_the_file(tmp_path, capsys):

@@ -94,12 +94,14 @@ def test_markdown_tables_have_a_row_per_arm(report):
         cells = [c.strip() for c in row.strip("|").split("|")[1:]]
         assert any(c.replace(".", "", 1).isdigit() for c in cells), row
     assert "### Generalised zero-shot with calibrated stacking (`--seen-penalty 1.25`)" in text
+    assert "### Generalised zero-shot with location maps (`--location-maps` and `--seen-penalty 1`)" in text
     assert "## Cost" in text and "## Wall time per step" in text and "![dsc_unseen.png](dsc_unseen.png)" in text
 
 
-def test_calibrated_section_sets_both_splits_beside_the_uncalibrated_rows():
+@pytest.mark.parametrize("setting", ["calibrated", "located"])
+def test_generalised_sections_set_both_splits_beside_the_plain_rows(setting):
     sys.path.insert(0, str(SCRIPT.parent))
-    from zero_shot_report import _calibrated_lines, _calibrated_quality, _clean
+    from zero_shot_report import _clean, calibrated_lines, generalised_quality, located_lines
 
     def evaluation(dice):
         return {"per_disease": {d: {"dice": v, "nsd": v} for d, v in dice.items()},
@@ -108,18 +110,21 @@ def test_calibrated_section_sets_both_splits_beside_the_uncalibrated_rows():
 
     naming = {"disease_identification": {"accuracy": 1.0, "correct": 3, "matched": 3}, "n_predicted_lesions": 3,
               "n_reference_lesions": 3}
-    result = {"seen_penalty": 1.25, "unseen": evaluation({"liver cyst": 0.4, "kidney stone": 0.0}),
+    options = {"seen_penalty": 1.25} if setting == "calibrated" else {"location_maps": "locationsTs",
+                                                                      "seen_penalty": 1.0}
+    result = {**options, "unseen": evaluation({"liver cyst": 0.4, "kidney stone": 0.0}),
               "seen": evaluation({"gallstone": 0.9, "lung tumor": float("nan")}), "naming": naming}
     # as assemble() stores it: NaN (both masks empty) becomes None
-    cal = _clean(_calibrated_quality(result, present=["liver cyst", "kidney stone"],
+    cal = _clean(generalised_quality(result, present=["liver cyst", "kidney stone"],
                                      A_labels=["gallstone", "lung tumor"]))
     assert cal["unseen_mean"]["dice"] == pytest.approx(0.2) and cal["seen_mean"]["dice"] == pytest.approx(0.9)
-    q = {"calibrated": cal,
+    assert all(cal[k] == v for k, v in options.items())
+    q = {setting: cal,
          "unseen_per_disease": {d: {"malenia": {"dice": 0.0}, "supervised": {"dice": 0.8}}
                                 for d in ("liver cyst", "kidney stone")},
          "unseen_mean": {"malenia": {"dice": 0.0}, "supervised": {"dice": 0.8}},
          "seen_per_disease": {"gallstone": {"malenia": {"dice": 0.95}}, "lung tumor": {"malenia": {"dice": 0.5}}}}
-    text = "\n".join(_calibrated_lines(q))
+    text = "\n".join(calibrated_lines(q) if setting == "calibrated" else located_lines(q))
     assert "| liver cyst | 0.000 | 0.400 | 0.400 | 0.800 |" in text
     assert "| **mean** | 0.000 | 0.200 | 0.200 | 0.800 |" in text
     assert "| gallstone | 0.950 | 0.900 | 0.900 |" in text and "| lung tumor | 0.500 | – | – |" in text

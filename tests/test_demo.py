@@ -48,7 +48,7 @@ def _recorded_commands(monkeypatch, tmp_path, profile):
 
 def test_cpu_demo_scores_both_test_sets_at_the_same_seen_penalty(monkeypatch, tmp_path):
     commands = _recorded_commands(monkeypatch, tmp_path, PROFILES["cpu"])
-    penalised = [cmd for _, cmd in commands if "--seen-penalty" in cmd]
+    penalised = [cmd for _, cmd in commands if "--seen-penalty" in cmd and "--location-maps" not in cmd]
     assert len(penalised) == 3 and all(cmd[cmd.index("--seen-penalty") + 1] == "1.25" for cmd in penalised)
     images = {cmd[cmd.index("-i") + 1].split("/")[-2] for cmd in penalised}
     assert images == {"Dataset901_MaleniaSeen", "Dataset902_MaleniaUnseen"}
@@ -61,9 +61,22 @@ def test_cpu_demo_scores_both_test_sets_at_the_same_seen_penalty(monkeypatch, tm
 
 def test_gpu_demo_has_no_calibrated_rows(monkeypatch, tmp_path):
     commands = _recorded_commands(monkeypatch, tmp_path, PROFILES["gpu"])
-    assert not any("--seen-penalty" in cmd for _, cmd in commands)
+    assert not any("--seen-penalty" in cmd and "--location-maps" not in cmd for _, cmd in commands)
     assert [name for name, _, _ in demo.summary_sections(0.0)] == [
-        "evaluation.json", "evaluation_test_diseases.json", "evaluation_seen.json", "evaluation_naming.json"]
+        "evaluation.json", "evaluation_test_diseases.json", "evaluation_seen.json", "evaluation_naming.json",
+        "evaluation_located.json", "evaluation_seen_located.json", "evaluation_naming_located.json"]
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_demo_reads_location_from_each_test_sets_own_organ_maps(monkeypatch, tmp_path, profile):
+    commands = _recorded_commands(monkeypatch, tmp_path, PROFILES[profile])
+    located = [cmd for _, cmd in commands if "--location-maps" in cmd]
+    assert len(located) == 3
+    for cmd in located:       # the maps of the images predicted: same dataset folder
+        images, maps = cmd[cmd.index("-i") + 1], cmd[cmd.index("--location-maps") + 1]
+        assert images.endswith("/imagesTs") and maps == images[:-len("imagesTs")] + "locationsTs"
+        assert cmd[cmd.index("--seen-penalty") + 1] == f"{PROFILES[profile].located_seen_penalty:g}"
+        assert "--no-reports" not in cmd
 
 
 def test_results_markdown_keeps_captions_tables_and_times(tmp_path):

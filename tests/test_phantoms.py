@@ -124,6 +124,27 @@ def test_dataset_attributes_and_split(dataset):
     assert json.loads((dataset / "malenia_attributes_test.json").read_text())["cases"]
 
 
+def test_location_maps_place_every_lesion_in_its_location(dataset):
+    """locationsTs/locationsTr: the organ sub-region of every voxel, named by locations.json; each rendered lesion's
+    centre lies in the location its record names (what --location-maps reads at prediction time)."""
+    from nnunetv2_malenia.inference.location_map import read_location_names
+    from nnunetv2_malenia.phantoms.anatomy import LOCATION_KEYS
+    from nnunetv2_malenia.phantoms.generator import PhantomConfig, generate_case
+
+    names = read_location_names(dataset / "locationsTr", LOCATION_KEYS)
+    assert sorted(names.values()) == sorted(LOCATION_KEYS)
+    for part, count in (("Tr", 4), ("Ts", 1)):
+        assert len(list((dataset / f"locations{part}").glob("*.nii.gz"))) == count
+    labelled, unlabelled = split_diseases(TABLE, "seen", with_unlabelled_unseen=True)
+    config = PhantomConfig(size=(40, 40, 40), spacing=(8.0, 8.0, 8.0), labelled=labelled, unlabelled=unlabelled,
+                           seed=3)
+    case = generate_case(TABLE.diseases, config, 0)
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(dataset / "locationsTr" / "phantom_00000.nii.gz")))
+    assert np.array_equal(written.transpose(2, 1, 0), case.locations)     # [Z, Y, X] on disk, [X, Y, Z] in memory
+    for _, center, attributes in case.lesions:
+        assert names[int(case.locations[center])] == attributes["location"]
+
+
 def test_nnunet_integrity_check_accepts_dataset(dataset):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 

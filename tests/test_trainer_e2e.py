@@ -261,6 +261,53 @@ def test_describe_given_masks_names_each_lesion_by_the_model(trained, tmp_path):
     assert f"{first}: not found" in proc.stderr and f"{second}: origin" in proc.stderr
 
 
+def test_location_maps_name_every_lesion_where_it_lies(trained, tmp_path):
+    """--location-maps: each lesion's location comes from the case's organ map; with --location-floor 0 no lesion is
+    named a disease that does not occur where it lies, the label maps carry the reports' names, and described
+    reference lesions are named the same way. A folder without a map for a case is refused before any output."""
+    from nnunetv2_malenia.attributes import load_knowledge_table
+    from nnunetv2_malenia.evaluation.lesions import lesion_components
+    from nnunetv2_malenia.inference.location_map import location_shares, read_location_names
+    from nnunetv2_malenia.phantoms.anatomy import LOCATION_KEYS
+
+    root, env = trained
+    unseen, table = root / "unseen", load_knowledge_table()
+    names = read_location_names(unseen / "locationsTs", LOCATION_KEYS)
+    for mode, extra in (("predicted", []), ("described", ["--describe-masks", str(unseen / "labelsTs")])):
+        out = tmp_path / mode
+        run_cli(env, "nnUNetv2_malenia_predict", "-i", str(unseen / "imagesTs"), "-o", str(out), "-m",
+                str(model_folder(root)), "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1",
+                "--location-maps", str(unseen / "locationsTs"), "--location-floor", "0", *extra)
+        record = json.loads((out / "malenia_prediction.json").read_text())
+        assert record["location_maps"] == str(unseen / "locationsTs") and record["location_floor"] == 0.0
+        for report_file in sorted((out / "reports").glob("*.json")):
+            report = json.loads(report_file.read_text())
+            assert report["location_from"] == "location map"
+            seg_file = out / f"{report['case']}.nii.gz" if mode == "predicted" else \
+                unseen / "labelsTs" / f"{report['case']}.nii.gz"
+            seg = sitk.GetArrayFromImage(sitk.ReadImage(str(seg_file)))
+            where = sitk.GetArrayFromImage(sitk.ReadImage(str(unseen / "locationsTs" / f"{report['case']}.nii.gz")))
+            for lesion, comp in zip(report["lesions"], lesion_components(seg)):
+                shares = location_shares(where[comp.slices][comp.mask], names)
+                assert lesion["location_shares"] == pytest.approx(shares, abs=1e-4)
+                if mode == "predicted":          # the rewritten label map carries the report's name
+                    assert comp.label == lesion["label"]
+                if shares and lesion["diseases"]:
+                    assert lesion["attributes"]["location"]["value"] == next(iter(shares))
+                    named = table[lesion["disease"]]
+                    if any(set(shares) & set(table[d["name"]].value_keys["location"]) for d in lesion["diseases"]):
+                        assert set(shares) & set(named.value_keys["location"]), (lesion["disease"], shares)
+
+    maps = tmp_path / "maps"
+    shutil.copytree(unseen / "locationsTs", maps)
+    missing = sorted(maps.glob("*.nii.gz"))[0]
+    missing.unlink()
+    proc = run_cli(env, "nnUNetv2_malenia_predict", "-i", str(unseen / "imagesTs"), "-o", str(tmp_path / "bad"),
+                   "-m", str(model_folder(root)), "-f", "0", "-device", "cpu", "--location-maps", str(maps),
+                   expect_ok=False)
+    assert proc.returncode == 2 and not (tmp_path / "bad").exists() and f"{missing}: not found" in proc.stderr
+
+
 def test_val_npz_and_ensemble(trained, tmp_path):
     root, env = trained
     run_cli(env, "nnUNetv2_train", "990", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu", "--val", "--npz")

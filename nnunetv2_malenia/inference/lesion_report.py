@@ -6,6 +6,10 @@ one). To ask the tokens about a
 lesion, the image and a map of lesion ids go through nnU-Net's own preprocessing (transpose, crop, resample: the
 exact mapping the network saw), and one patch of the plan's size around each lesion is run through every fold.
 Costs one extra preprocessing per case and one forward pass per lesion and fold.
+
+With location maps (``--location-maps``, inference/location_map.py) a lesion's location is read from the case's
+organ map and its diseases re-ranked by it; a predicted label map is then rewritten with each lesion labelled by its
+report's disease, so the label maps and the reports agree.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from acvl_utils.cropping_and_padding.padding import pad_nd_image
 from nnunetv2_malenia.attributes.schema import ASPECTS, load_vocabulary
 from nnunetv2_malenia.evaluation.lesions import component_index_map, lesion_components
 from nnunetv2_malenia.inference.lesion_description import RegionScores, aspect_rows, region_scores
-from nnunetv2_malenia.utils.atomic_io import write_json_atomic
+from nnunetv2_malenia.inference.location_map import DEFAULT_LOCATION_FLOOR, LocationMaps, rank_by_location
+from nnunetv2_malenia.utils.atomic_io import write_image_atomic, write_json_atomic
 
 REPORT_FORMAT = 1
 NAMINGS = ("label", "model")
@@ -50,11 +55,27 @@ def _world_geometry(component, image: sitk.Image) -> dict:
                         "max": [round(float(v), 2) for v in pts.max(0)]}}
 
 
+def follow_components(lesions: List[dict], ids: np.ndarray, renamed: np.ndarray) -> List[dict]:
+    """Renamed lesions in the order and with the ids of ``lesion_components(renamed)``, the order evaluation reads
+    reports in. ``ids``: the lesions' id map (id + 1) on the same grid. Each lesion is a whole connected component
+    of lesion voxels with one label, so it is exactly one component of the renamed map."""
+    out = []
+    for comp in lesion_components(renamed):
+        first_voxel = tuple(int(s.start + i) for s, i in zip(comp.slices, np.argwhere(comp.mask)[0]))
+        entry = dict(lesions[int(ids[first_voxel]) - 1], id=comp.id)
+        assert entry["label"] == comp.label, (entry["label"], comp.label)
+        out.append(entry)
+    return out
+
+
 class LesionReporter:
     """Writes ``CASE.json`` reports for a prepared MaleniaPredictor (zero-shot classes already set)."""
 
-    def __init__(self, predictor, overlay_folder: Optional[Path] = None):
+    def __init__(self, predictor, overlay_folder: Optional[Path] = None, locations: Optional[LocationMaps] = None,
+                 location_floor: float = DEFAULT_LOCATION_FLOOR):
         self.predictor = predictor
+        self.locations = locations
+        self.location_floor = location_floor
         self.classes = predictor.classes
         self.rows = aspect_rows(self.classes.bank.aspect_index())
         self.bank = self.classes.bank
@@ -134,31 +155,69 @@ class LesionReporter:
     def report(self, case: str, image_files: List[str], seg_file: str, naming: str = "label") -> dict:
         """naming "label": ``seg_file`` is a zero-shot label map (value k = the k-th disease); "model": it is a
         lesion mask with labels of its own, and each lesion is named by the model's top-ranked disease."""
+        return self._report(case, image_files, seg_file, naming)[0]
+
+    def _report(self, case: str, image_files: List[str], seg_file: str, naming: str
+                ) -> Tuple[dict, Optional[np.ndarray]]:
+        """The report, and the label map with every lesion labelled by its report's disease where location maps
+        rename the lesions of a predicted label map (else None)."""
         assert naming in NAMINGS, f"naming must be one of {NAMINGS}; got {naming!r}"
         seg_img = sitk.ReadImage(seg_file)
         seg = sitk.GetArrayFromImage(seg_img)                                    # [Z, Y, X]
-        components = lesion_components(seg)
+        location_map = self.locations.read(case) if self.locations is not None else None
+        renaming = location_map is not None and naming == "label"
+        # Lesions to rename are the connected components of all lesion voxels: a lesion that dense prediction split
+        # between two diseases is one lesion, and gets one name.
+        components = lesion_components((seg > 0).astype(np.uint8) if renaming else seg)
         ids = component_index_map(seg.shape, components)                        # lesion id + 1, 0 = none
         scores = self.describe(image_files, ids, seg_img) if components else {}
         diseases = self.classes.diseases
         lesions = []
         for comp in components:
-            entry = {"id": comp.id, "label": int(comp.label),
-                     "disease": diseases[comp.label - 1] if naming == "label" else None,
+            # a renamed lesion starts with its most frequent predicted label (kept if it has no scores)
+            label = int(np.bincount(seg[comp.slices][comp.mask]).argmax()) if renaming else int(comp.label)
+            entry = {"id": comp.id, "label": label, "disease": diseases[label - 1] if naming == "label" else None,
                      **_world_geometry(comp, seg_img)}
             s = scores.get(comp.id + 1)
             if s is not None:
                 entry["attributes"] = {a: self._attribute_entry(a, *s.best_rows()[a]) for a in ASPECTS
                                        if a in s.best_rows()}
-                entry["diseases"] = [{"name": n, "score": round(v, 4)} for n, v in s.ranked_diseases(diseases)]
-                if naming == "model":
+                ranked = s.ranked_diseases(diseases)
+                if location_map is not None:
+                    ranked = self._located(entry, ranked, location_map[comp.slices][comp.mask])
+                entry["diseases"] = [{"name": n, "score": round(v, 4)} for n, v in ranked]
+                if naming == "model" or renaming:
                     entry["disease"] = entry["diseases"][0]["name"]
+                if renaming:
+                    entry["label"] = diseases.index(entry["disease"]) + 1
             else:
                 entry["attributes"], entry["diseases"] = {}, []
             lesions.append(entry)
+        renamed = None
+        if renaming:
+            renamed = np.zeros_like(seg)
+            for comp, entry in zip(components, lesions):
+                renamed[comp.slices][comp.mask] = entry["label"]
+            lesions = follow_components(lesions, ids, renamed)
         return {"format_version": REPORT_FORMAT, "case": case, "segmentation": str(seg_file),
                 "lesions_from": "prediction" if naming == "label" else "given mask",
-                "scan": {"enhancement_status": self._scan_enhancement(lesions)}, "lesions": lesions}
+                "location_from": "location map" if location_map is not None else "tokens",
+                "scan": {"enhancement_status": self._scan_enhancement(lesions)}, "lesions": lesions}, renamed
+
+    def _located(self, entry: dict, ranked: List[Tuple[str, float]], values: np.ndarray) -> List[Tuple[str, float]]:
+        """Re-rank one lesion's diseases by the location map's values under it [n]; its location attribute and
+        shares go into ``entry``. A lesion the map gives no location keeps the tokens' ranking and location."""
+        ranked, shares = rank_by_location(ranked, values, self.locations.names, self.predictor.knowledge_table,
+                                          self.location_floor)
+        entry["location_shares"] = {name: round(share, 4) for name, share in shares.items()}
+        if shares:
+            where, share = next(iter(shares.items()))
+            known = where in self.vocab.values["location"]
+            entry["attributes"]["location"] = {"value": where if known else None,
+                                               "description": self.vocab.text("location", where) if known
+                                               else f"located in the {where}", "score": round(share, 4),
+                                               "source": "location map"}
+        return ranked
 
     @staticmethod
     def _scan_enhancement(lesions: List[dict]) -> dict:
@@ -178,7 +237,13 @@ class LesionReporter:
                 "score": round(votes[best] / max(sum(votes.values()), 1e-8), 4)}
 
     def write(self, case: str, image_files: List[str], seg_file: str, out_json: Path, naming: str = "label") -> dict:
-        report = self.report(case, image_files, seg_file, naming)
+        report, renamed = self._report(case, image_files, seg_file, naming)
+        if renamed is not None:
+            # the label map first: a report must never name lesions its label map does not have
+            reference = sitk.ReadImage(seg_file)
+            image = sitk.GetImageFromArray(renamed)
+            image.CopyInformation(reference)
+            write_image_atomic(image, seg_file, self.predictor.dataset_json["file_ending"])
         write_json_atomic(report, out_json)
         if self.overlay_folder is not None and report["lesions"]:
             from nnunetv2_malenia.inference.overlay import write_overlays

@@ -12,6 +12,12 @@ model folder and the classes it was trained on, which nnUNetv2_malenia_evaluate 
 
 segments nothing: it reports the lesions of the given masks (MASKS/CASE.nii.gz, on each image's grid; every
 connected component of every nonzero label is a lesion), each named by the model's top-ranked disease.
+
+    nnUNetv2_malenia_predict -i IMAGES -o OUT -m MODEL_FOLDER --location-maps LOCATIONS
+
+reads each lesion's location from an organ map per case (LOCATIONS/CASE.nii.gz and LOCATIONS/locations.json,
+see inference/location_map.py) instead of from the tokens, names each lesion (connected component) with it, and
+writes the label maps with every lesion labelled by that name.
 """
 from __future__ import annotations
 
@@ -20,13 +26,14 @@ import math
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
 from nnunetv2_malenia.attributes.schema import read_json
 from nnunetv2_malenia.errors import MaleniaInputError, Problem, exit_with_problems, raise_if_problems
+from nnunetv2_malenia.inference.location_map import DEFAULT_LOCATION_FLOOR
 from nnunetv2_malenia.network.malenia_net import NAMING_RULES
 from nnunetv2_malenia.utils.atomic_io import write_json_atomic
 from nnunetv2_malenia.utils.cli import folder_problems, make_parser
@@ -80,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
                         "diseases, never on the test set. Default 0")
     p.add_argument("--describe-masks", metavar="MASKS_DIR",
                    help="segment nothing; report the lesions of these masks (CASE.nii.gz per input case) instead")
+    p.add_argument("--location-maps", metavar="LOCATIONS_DIR",
+                   help="organ maps, one per input case (CASE.nii.gz on the image's grid) and locations.json "
+                        "(location key or organ -> label value): each lesion's location is read from its map, and "
+                        "the diseases that do not occur there keep only --location-floor of their score; every "
+                        "lesion of a label map is then labelled with the disease its report names")
+    p.add_argument("--location-floor", type=finite_float, default=DEFAULT_LOCATION_FLOOR, metavar="F",
+                   help=f"with --location-maps: the share of its score a disease keeps where none of the lesion "
+                        f"lies in its organ (default {DEFAULT_LOCATION_FLOOR})")
     p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     p.add_argument("--disable_tta", action="store_true", help="no mirroring (faster, slightly worse)")
     p.add_argument("--save_probabilities", action="store_true", help="also write the class probabilities (.npz)")
@@ -195,7 +210,7 @@ def input_cases(folder: str, file_ending: str) -> dict:
     return dict(zip(ids, create_lists_from_splitted_dataset_folder(folder, file_ending, ids)))
 
 
-def _geometry(path: str) -> dict:
+def image_geometry(path: str) -> dict:
     """Size, spacing, origin and direction from the file header (as evaluate.read_label_map reports them)."""
     import SimpleITK as sitk
 
@@ -206,30 +221,40 @@ def _geometry(path: str) -> dict:
             "origin": reader.GetOrigin(), "direction": reader.GetDirection()}
 
 
-def given_masks(cases: dict, folder: str, file_ending: str) -> Dict[str, Path]:
-    """case -> the mask --describe-masks reports on; every case needs one, on the grid of its first image."""
+def given_label_maps(cases: dict, folder: str, file_ending: str, option: str,
+                     check: Optional[Callable[[Path, "np.ndarray"], List[Problem]]] = None) -> Dict[str, Path]:
+    """case -> FOLDER/CASE{file_ending}, a label map on the grid of the case's first image, for every input case
+    (what ``option`` reads); every problem (missing, unreadable, misaligned, and what ``check(file, array)`` finds)
+    is raised at once, before any work."""
     from nnunetv2_malenia.evaluation.evaluate import geometry_problems, read_label_map
 
     problems: List[Problem] = []
-    masks = {}
+    maps = {}
     for case, files in sorted(cases.items()):
-        mask = Path(folder) / f"{case}{file_ending}"
-        if not mask.is_file():
-            problems.append(Problem(str(mask), "", f"not found: --describe-masks needs a mask for every input case "
-                                                   f"({case})"))
+        file = Path(folder) / f"{case}{file_ending}"
+        if not file.is_file():
+            problems.append(Problem(str(file), "", f"not found: {option} needs a map for every input case ({case})"))
             continue
-        _, geometry = read_label_map(str(mask), problems)
+        array, geometry = read_label_map(str(file), problems)
         if geometry is not None:
-            problems += geometry_problems(files[0], _geometry(files[0]), str(mask), geometry)
-        masks[case] = mask
+            problems += geometry_problems(files[0], image_geometry(files[0]), str(file), geometry)
+        if array is not None and check is not None:
+            problems += check(file, array)
+        maps[case] = file
     raise_if_problems(problems)
-    return masks
+    return maps
+
+
+def given_masks(cases: dict, folder: str, file_ending: str) -> Dict[str, Path]:
+    """case -> the mask --describe-masks reports on; every case needs one, on the grid of its first image."""
+    return given_label_maps(cases, folder, file_ending, "--describe-masks")
 
 
 def prediction_record(model_folder: str, trained_classes: Mapping[int, str], diseases: Sequence[str],
                       folds: Optional[Sequence], checkpoint: str, knowledge_tables: Sequence[str],
                       described_masks: Optional[str], naming_rule: Optional[str] = None,
-                      seen_penalty: float = 0.0) -> dict:
+                      seen_penalty: float = 0.0, location_maps: Optional[str] = None,
+                      location_floor: Optional[float] = None) -> dict:
     """The content of OUT/malenia_prediction.json (read back by :func:`read_trained_classes`)."""
     from nnunetv2_malenia import __version__
 
@@ -243,7 +268,10 @@ def prediction_record(model_folder: str, trained_classes: Mapping[int, str], dis
             # which rule named the lesions (--naming-rule, else the model's): evaluations of two rules stay apart
             "naming_rule": naming_rule,
             # --seen-penalty: how much the trained diseases' logits were lowered when naming (0: not at all)
-            "seen_penalty": float(seen_penalty)}
+            "seen_penalty": float(seen_penalty),
+            # --location-maps: lesions named with the location read from these organ maps (None: by the tokens)
+            "location_maps": str(location_maps) if location_maps else None,
+            "location_floor": float(location_floor) if location_maps else None}
 
 
 def read_trained_classes(record_file: Path | str) -> Dict[int, str]:
@@ -275,6 +303,11 @@ def predict(args) -> List[dict]:
     raise_if_problems(folder_problems(args.o, "-o"))     # not after the whole prediction
     cases = input_cases(args.i, file_ending)
     masks = given_masks(cases, args.describe_masks, file_ending) if args.describe_masks else None
+    if args.location_maps and args.no_reports:
+        raise MaleniaInputError(Problem("", "--location-maps", "names each lesion from its report; it cannot be "
+                                                               "combined with --no-reports"))
+    if not 0.0 <= args.location_floor <= 1.0:
+        raise MaleniaInputError(Problem("", "--location-floor", f"must lie in [0, 1], got {args.location_floor}"))
 
     # nnU-Net resolves the checkpoint's trainer by name: make the shim folder visible without asking the user.
     os.environ.setdefault("nnUNet_extTrainer", str(SHIM_FOLDER))
@@ -288,13 +321,22 @@ def predict(args) -> List[dict]:
     classes = predictor.prepare_zero_shot(args.knowledge_table, args.diseases, device="cpu")
     predictor.use_seen_penalty(args.seen_penalty)
     print(f"zero-shot classes ({len(classes.diseases)}): {', '.join(classes.diseases)}; naming rule {naming_rule}"
-          + (f"; seen penalty {args.seen_penalty:g}" if args.seen_penalty else ""))
+          + (f"; seen penalty {args.seen_penalty:g}" if args.seen_penalty else "")
+          + (f"; location from {args.location_maps}" if args.location_maps else ""))
+    locations = None
+    if args.location_maps:
+        from nnunetv2_malenia.attributes.schema import load_vocabulary
+        from nnunetv2_malenia.inference.location_map import read_location_maps
+
+        organs = sorted({d.organ for d in predictor.knowledge_table.diseases.values()})
+        allowed = list(load_vocabulary().values["location"]) + organs
+        locations = read_location_maps(args.location_maps, cases, file_ending, allowed)
 
     out = Path(args.o)
     # before any label map: the record names the model that writes them
     write_json_atomic(prediction_record(model_folder, predictor.block.classes, classes.diseases, folds, args.chk,
                                         args.knowledge_table, args.describe_masks, naming_rule,
-                                        args.seen_penalty),
+                                        args.seen_penalty, args.location_maps, args.location_floor),
                       out / PREDICTION_RECORD)
     if masks is not None:
         lesion_maps, naming = masks, "model"
@@ -305,7 +347,8 @@ def predict(args) -> List[dict]:
         if args.no_reports:
             return []
         lesion_maps, naming = {case: out / f"{case}{file_ending}" for case in cases}, "label"
-    reporter = LesionReporter(predictor, out / OVERLAYS_SUBFOLDER if args.overlay else None)
+    reporter = LesionReporter(predictor, out / OVERLAYS_SUBFOLDER if args.overlay else None, locations,
+                              args.location_floor)
     reports = []
     for case, files in tqdm(sorted(cases.items()), desc="lesion reports"):
         reports.append(reporter.write(case, files, str(lesion_maps[case]), out / REPORTS_SUBFOLDER / f"{case}.json",

@@ -37,6 +37,7 @@ ORGAN_REGIONS = {
              "lung_right_lower_lobe"),
 }
 REGION_ORGAN = {r: o for o, rs in ORGAN_REGIONS.items() for r in rs}
+LOCATION_KEYS = tuple(REGION_ORGAN)      # the sub-regions a lesion's location can name, in a fixed order
 
 
 @dataclass

@@ -11,7 +11,8 @@ from tqdm import tqdm
 from nnunetv2_malenia.attributes.knowledge_table import KnowledgeTable
 from nnunetv2_malenia.errors import MaleniaInputError, Problem
 from nnunetv2_malenia.paths import DATASET_ATTRIBUTES_FILENAME
-from nnunetv2_malenia.phantoms.anatomy import ORGAN_REGIONS
+from nnunetv2_malenia.phantoms.anatomy import LOCATION_KEYS, ORGAN_REGIONS
+from nnunetv2_malenia.inference.location_map import write_location_names
 from nnunetv2_malenia.phantoms.generator import PhantomConfig, generate_case, label_names
 from nnunetv2_malenia.phantoms.lesion_render import check_renderable
 from nnunetv2_malenia.phantoms.writer import write_nifti
@@ -52,6 +53,7 @@ class _Job:
     case_id: str
     images_dir: str
     labels_dir: str
+    locations_dir: str
 
 
 _TABLE_CACHE: Dict[Tuple[str, ...], KnowledgeTable] = {}
@@ -69,9 +71,10 @@ def _run_job(job: _Job):
     table = _table(job.table_files)
     case = generate_case(table.diseases, job.config, job.index)
     spacing, origin, direction = case.geometry or (job.config.spacing, (0.0, 0.0, 0.0), None)
-    for array, name in ((case.image, f"images_dir/{job.case_id}_0000.nii.gz"), (case.label, f"labels_dir/{job.case_id}.nii.gz")):
-        folder, filename = name.split("/")
-        write_nifti(array, spacing, Path(getattr(job, folder)) / filename, origin, direction)
+    for array, folder, filename in ((case.image, job.images_dir, f"{job.case_id}_0000.nii.gz"),
+                                    (case.label, job.labels_dir, f"{job.case_id}.nii.gz"),
+                                    (case.locations, job.locations_dir, f"{job.case_id}.nii.gz")):
+        write_nifti(array, spacing, Path(folder) / filename, origin, direction)
     return job.case_id, case.phase, case.records
 
 
@@ -95,8 +98,8 @@ def restrict_to_background(config: PhantomConfig, table: KnowledgeTable) -> Tupl
 def write_phantom_dataset(out_folder: Path, table: KnowledgeTable, config: PhantomConfig, num_cases: int,
                           num_test_cases: int = 0, num_processes: int = 2, case_prefix: str = "phantom",
                           dataset_name: str | None = None) -> Path:
-    """Write imagesTr/labelsTr (+ imagesTs/labelsTs), dataset.json, malenia_attributes(.json, _test.json) and, with
-    extra knowledge tables, their merged copy. ``dataset_name``: dataset.json's name when ``out_folder`` is a
+    """Write imagesTr/labelsTr/locationsTr (+ imagesTs/labelsTs/locationsTs), dataset.json,
+    malenia_attributes(.json, _test.json) and, with extra knowledge tables, their merged copy. ``dataset_name``: dataset.json's name when ``out_folder`` is a
     temporary folder that is renamed afterwards."""
     check_renderable({n: table[n] for n in config.labelled + config.unlabelled})
     out_folder = Path(out_folder)
@@ -105,7 +108,8 @@ def write_phantom_dataset(out_folder: Path, table: KnowledgeTable, config: Phant
     for part, count, offset in (("Tr", num_cases, 0), ("Ts", num_test_cases, num_cases)):
         for i in range(count):
             jobs.append((part, _Job(tuple(table.files), config, offset + i, f"{case_prefix}_{offset + i:05d}",
-                                    str(out_folder / f"images{part}"), str(out_folder / f"labels{part}"))))
+                                    str(out_folder / f"images{part}"), str(out_folder / f"labels{part}"),
+                                    str(out_folder / f"locations{part}"))))
     results: Dict[str, dict] = {"Tr": {}, "Ts": {}}
     if num_processes > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(num_processes) as pool:
@@ -123,6 +127,9 @@ def write_phantom_dataset(out_folder: Path, table: KnowledgeTable, config: Phant
         "description": "Malenia phantom CT: analytic anatomy with attribute-controlled lesions",
     }
     write_json_atomic(dataset_json, out_folder / "dataset.json")
+    for part, count in (("Tr", num_cases), ("Ts", num_test_cases)):
+        if count:     # each case's organ sub-regions, for nnUNetv2_malenia_predict --location-maps
+            write_location_names(out_folder / f"locations{part}", LOCATION_KEYS)
     label_entries = {n: {"disease": n} for n in config.labelled}
     if config.organ_labels:
         label_entries.update({o: {"organ": o, "description": f"normal {o}"} for o in ORGAN_REGIONS})

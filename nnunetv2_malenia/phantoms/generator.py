@@ -7,7 +7,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from nnunetv2_malenia.attributes.knowledge_table import Disease
-from nnunetv2_malenia.phantoms.anatomy import ORGAN_REGIONS, build_anatomy, render_anatomy
+from nnunetv2_malenia.phantoms.anatomy import LOCATION_KEYS, ORGAN_REGIONS, Anatomy, build_anatomy, render_anatomy
 from nnunetv2_malenia.phantoms.lesion_render import choose_attributes, render_lesion
 from nnunetv2_malenia.phantoms.phase import NOISE_SD_HU, PHASES
 
@@ -38,6 +38,18 @@ class PhantomCase:
     records: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)   # label -> aspect -> values
     lesions: List[Tuple[str, Tuple[int, int, int], Dict[str, str]]] = field(default_factory=list)
     geometry: Optional[Tuple[tuple, tuple, tuple]] = None     # (spacing, origin, direction) of a real background
+    # [X, Y, Z] uint8: LOCATION_KEYS index + 1 of the sub-region each voxel lies in, 0 = none (fat, bone, air...).
+    # What an organ segmentation of the scan would give (lesions lie inside their region), for --location-maps.
+    locations: Optional[np.ndarray] = None
+
+
+def location_map(anatomy: Anatomy) -> np.ndarray:
+    """[X, Y, Z] uint8 location map of an anatomy: LOCATION_KEYS index + 1 per voxel, 0 outside every location."""
+    lookup = np.zeros(len(anatomy.region_names), np.uint8)                  # region index -> location label
+    for index, name in enumerate(anatomy.region_names):
+        if name in LOCATION_KEYS:
+            lookup[index] = LOCATION_KEYS.index(name) + 1
+    return lookup[anatomy.region_map]
 
 
 def label_names(config: PhantomConfig) -> List[str]:
@@ -91,7 +103,7 @@ def generate_case(diseases: Mapping[str, Disease], config: PhantomConfig, case_i
     if config.organ_labels:
         for organ in ORGAN_REGIONS:
             label[anatomy.organ_mask(organ)] = names.index(organ) + 1
-    case = PhantomCase(image=None, label=label, phase=phase, geometry=geometry)
+    case = PhantomCase(image=None, label=label, phase=phase, geometry=geometry, locations=location_map(anatomy))
     min_dim = min(config.size) if geometry is None else 220.0 / min(geometry[0])  # real CT: radii 7-20 mm
     for name in chosen:
         attrs = choose_attributes(diseases[name], phase, rng, allowed_locations)

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from nnunetv2_malenia.utils.atomic_io import atomic_path
+from nnunetv2_malenia.utils.atomic_io import write_image_atomic
 
 
 def write_nifti(array_xyz: np.ndarray, spacing: Sequence[float], target: Path, origin=(0.0, 0.0, 0.0),
@@ -17,12 +17,4 @@ def write_nifti(array_xyz: np.ndarray, spacing: Sequence[float], target: Path, o
     img.SetOrigin(tuple(float(o) for o in origin))
     if direction is not None:
         img.SetDirection(tuple(float(d) for d in direction))
-    with atomic_path(target) as tmp:
-        # the temporary name must keep .nii.gz so ITK picks the gzip NIfTI writer
-        tmp_nii = tmp.with_name(tmp.name + ".nii.gz")
-        try:
-            sitk.WriteImage(img, str(tmp_nii), useCompression=True)
-            tmp_nii.replace(tmp)
-        finally:
-            if tmp_nii.exists():
-                tmp_nii.unlink()
+    write_image_atomic(img, target, ".nii.gz")

@@ -52,3 +52,18 @@ def write_json_atomic(obj, target: PathLike, indent: int = 2) -> None:
 def write_text_atomic(text: str, target: PathLike) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_image_atomic(image, target: PathLike, file_ending: str) -> None:
+    """Write a SimpleITK image (compressed) through a temporary file renamed onto ``target``. The temporary name
+    keeps ``file_ending`` (".nii.gz", ".mha", ...) because ITK picks the writer by it."""
+    import SimpleITK as sitk
+
+    with atomic_path(target) as tmp:
+        tmp_image = tmp.with_name(tmp.name + file_ending)
+        try:
+            sitk.WriteImage(image, str(tmp_image), useCompression=True)
+            tmp_image.replace(tmp)
+        finally:
+            if tmp_image.exists():
+                tmp_image.unlink()
