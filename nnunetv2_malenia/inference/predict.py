@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -222,7 +223,7 @@ def image_geometry(path: str) -> dict:
 
 
 def given_label_maps(cases: dict, folder: str, file_ending: str, option: str,
-                     check: Optional[Callable[[Path, "np.ndarray"], List[Problem]]] = None) -> Dict[str, Path]:
+                     check: Optional[Callable[[Path, np.ndarray], List[Problem]]] = None) -> Dict[str, Path]:
     """case -> FOLDER/CASE{file_ending}, a label map on the grid of the case's first image, for every input case
     (what ``option`` reads); every problem (missing, unreadable, misaligned, and what ``check(file, array)`` finds)
     is raised at once, before any work."""
