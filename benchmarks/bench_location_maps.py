@@ -3,11 +3,12 @@ read from the test sets' organ maps (``nnUNetv2_malenia_predict --location-maps`
 
     python benchmarks/bench_location_maps.py --work /tmp/zs_quick --out docs/results/quick
 
-bench_zero_shot.py predicts with location maps itself (profile setting ``located_seen_penalty``); this script adds that
-section to the report of a run made before it did. ``--out`` is that run's report folder (benchmark.json names
-its work folder, which must be ``--work``, and its predictions there must score as the report says). The run's phantoms get their organ maps where they lack them: both
-phantom sets are rendered again from the run's seeds into a scratch folder, and their test images and labels must
-come out identical to the run's, or the script stops; then the test sets' ``locationsTs`` are copied over.
+bench_zero_shot.py predicts with location maps itself (profile setting ``located_seen_penalty``); this script adds
+that section to the report of a run made before it did. ``--out`` is that run's report folder (benchmark.json names
+its work folder, which must be ``--work``, and its predictions there must score as the report says). The run's
+phantoms get their organ maps where they lack them: both phantom sets are rendered again from the run's seeds into a
+scratch folder, and their test images and labels must come out identical to the run's, or the script stops; then
+the test sets' ``locationsTs`` are copied over.
 Predictions and scores are bench_zero_shot.py's own (``predict_generalised``, ``score_generalised``); benchmark.md
 and benchmark.json are rewritten with the section, a note that says which script added it, and its steps' wall
 times.
