@@ -43,9 +43,9 @@ from nnunetv2_malenia.utils.atomic_io import write_json_atomic, write_text_atomi
 
 
 def reference_lesions(images: Path, labels: Path, location_names: Optional[Sequence[str]] = None
-                      ) -> List[Tuple[List[str], Path, Dict[int, str], Optional[LocationMaps]]]:
-    """Per case: (image files, label map, label value -> disease name, the set's organ maps or None), checked as
-    ``--describe-masks`` checks them (every case needs a label map on its image's grid); the names come from the
+                      ) -> List[Tuple[List[str], Path, Dict[int, str], Optional[Tuple[LocationMaps, str]]]]:
+    """Per case: (image files, label map, label value -> disease name, (the set's organ maps, case) or None), checked
+    as ``--describe-masks`` checks them (every case needs a label map on its image's grid); the names come from the
     dataset.json beside LABELS. ``location_names``: the names an organ map may use (None: no organ maps)."""
     dataset_file = labels.parent / "dataset.json"
     dataset = read_json(dataset_file, "dataset.json of the label maps")
@@ -58,14 +58,16 @@ def reference_lesions(images: Path, labels: Path, location_names: Optional[Seque
     masks = given_masks(cases, str(labels), ending)
     maps = None if location_names is None else read_location_maps(
         str(labels.parent / labels.name.replace("labels", "locations")), cases, ending, location_names)
-    return [(files, masks[case], names, maps) for case, files in sorted(cases.items())]
+    return [(files, masks[case], names, None if maps is None else (maps, case))
+            for case, files in sorted(cases.items())]
 
 
 def scored_case(reporter, network, files: List[str], label_file: Path, names: Dict[int, str],
-                settings: Sequence[Tuple[str, float]], seen: torch.Tensor, locations: Optional[LocationMaps] = None,
-                floor: float = DEFAULT_LOCATION_FLOOR) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
-    """(rule, G) -> [(true disease, named disease)] for the case's reference lesions; with ``locations`` the
-    diseases are re-ranked by the case's organ map."""
+                settings: Sequence[Tuple[str, float]], seen: torch.Tensor,
+                location: Optional[Tuple[LocationMaps, str]] = None, floor: float = DEFAULT_LOCATION_FLOOR
+                ) -> Dict[Tuple[str, float], List[Tuple[str, str]]]:
+    """(rule, G) -> [(true disease, named disease)] for the case's reference lesions; with ``location`` (the set's
+    organ maps and this case) the diseases are re-ranked by the case's organ map."""
     seg_img = sitk.ReadImage(str(label_file))
     seg = sitk.GetArrayFromImage(seg_img)                                        # [Z, Y, X]
     components = lesion_components(seg)
@@ -87,14 +89,12 @@ def scored_case(reporter, network, files: List[str], label_file: Path, names: Di
             for value in values:
                 a, d = region_scores(named, window_ids == value, reporter.rows)
                 scores[(rule, penalty)].setdefault(value, RegionScores(reporter.rows)).add(a, d)
-    # the organ map of this case: the one beside the label map with the same file name
-    where = None if locations is None else next(locations.read(case) for case, file in locations.files.items()
-                                                if file.name == label_file.name)
+    where = None if location is None else location[0].read(location[1])                  # [Z, Y, X]
 
     def top(scores_of_lesion: RegionScores, comp) -> str:
         ranked = scores_of_lesion.ranked_diseases(diseases)
         if where is not None:
-            ranked, _ = rank_by_location(ranked, where[comp.slices][comp.mask], locations.names,
+            ranked, _ = rank_by_location(ranked, where[comp.slices][comp.mask], location[0].names,
                                          reporter.predictor.knowledge_table, floor)
         return ranked[0][0]
 
@@ -158,8 +158,8 @@ def collect(args) -> Dict[str, Dict[Tuple[str, float], list]]:
     pairs = {}
     for name, cases in sets:
         collected = defaultdict(list)
-        for files, label_file, names, maps in cases:
-            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen, maps,
+        for files, label_file, names, location in cases:
+            for setting, named in scored_case(reporter, network, files, label_file, names, settings, seen, location,
                                               args.location_floor).items():
                 collected[setting].extend(named)
         pairs[name] = collected
@@ -174,7 +174,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rules", nargs="+", choices=NAMING_RULES, default=list(NAMING_RULES))
     parser.add_argument("--seen-penalty", type=float, nargs="+", default=[0.0])
     parser.add_argument("--location-maps", action="store_true",
-                        help="re-rank with each set's organ maps (LABELS with 'labels' -> 'locations', e.g. locationsTs)")
+                        help="re-rank with each set's organ maps (LABELS with 'labels' -> 'locations', "
+                             "e.g. locationsTs)")
     parser.add_argument("--location-floor", type=float, default=DEFAULT_LOCATION_FLOOR)
     parser.add_argument("-f", nargs="+", default=["0"], help="folds (default 0)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")

@@ -158,9 +158,9 @@ class LesionReporter:
         return self._report(case, image_files, seg_file, naming)[0]
 
     def _report(self, case: str, image_files: List[str], seg_file: str, naming: str
-                ) -> Tuple[dict, Optional[np.ndarray]]:
-        """The report, and the label map with every lesion labelled by its report's disease where location maps
-        rename the lesions of a predicted label map (else None)."""
+                ) -> Tuple[dict, Optional[sitk.Image]]:
+        """The report, and the label map (same geometry) with every lesion labelled by its report's disease where
+        location maps rename the lesions of a predicted label map (else None)."""
         assert naming in NAMINGS, f"naming must be one of {NAMINGS}; got {naming!r}"
         seg_img = sitk.ReadImage(seg_file)
         seg = sitk.GetArrayFromImage(seg_img)                                    # [Z, Y, X]
@@ -193,16 +193,18 @@ class LesionReporter:
             else:
                 entry["attributes"], entry["diseases"] = {}, []
             lesions.append(entry)
-        renamed = None
+        renamed_image = None
         if renaming:
             renamed = np.zeros_like(seg)
             for comp, entry in zip(components, lesions):
                 renamed[comp.slices][comp.mask] = entry["label"]
             lesions = follow_components(lesions, ids, renamed)
+            renamed_image = sitk.GetImageFromArray(renamed)
+            renamed_image.CopyInformation(seg_img)
         return {"format_version": REPORT_FORMAT, "case": case, "segmentation": str(seg_file),
                 "lesions_from": "prediction" if naming == "label" else "given mask",
                 "location_from": "location map" if location_map is not None else "tokens",
-                "scan": {"enhancement_status": self._scan_enhancement(lesions)}, "lesions": lesions}, renamed
+                "scan": {"enhancement_status": self._scan_enhancement(lesions)}, "lesions": lesions}, renamed_image
 
     def _located(self, entry: dict, ranked: List[Tuple[str, float]], values: np.ndarray) -> List[Tuple[str, float]]:
         """Re-rank one lesion's diseases by the location map's values under it [n]; its location attribute and
@@ -240,10 +242,7 @@ class LesionReporter:
         report, renamed = self._report(case, image_files, seg_file, naming)
         if renamed is not None:
             # the label map first: a report must never name lesions its label map does not have
-            reference = sitk.ReadImage(seg_file)
-            image = sitk.GetImageFromArray(renamed)
-            image.CopyInformation(reference)
-            write_image_atomic(image, seg_file, self.predictor.dataset_json["file_ending"])
+            write_image_atomic(renamed, seg_file, self.predictor.dataset_json["file_ending"])
         write_json_atomic(report, out_json)
         if self.overlay_folder is not None and report["lesions"]:
             from nnunetv2_malenia.inference.overlay import write_overlays

@@ -3,9 +3,10 @@
 Why: diseases of one organ share most of their look, and diseases of different organs share it too: of the phantom
 benchmark's unseen diseases, a liver cyst looks like the seen kidney cysts, a kidney stone like the seen gallstones.
 Where a lesion lies is then what names it, and tokens trained on one seen disease per organ encode which seen disease
-a lesion resembles, not its location apart from it (README, Limitations). An organ segmentation of the scan (an organ segmenter's output, or the
-phantoms' own ``locationsTs``) says where a lesion is without asking the tokens. Not in the paper, where the tokens
-alone read location; an extra input, so the benchmark reports naming with and without it.
+a lesion resembles, not its location apart from it (README, Limitations). An organ segmentation of the scan (an organ
+segmenter's output, or the phantoms' own ``locationsTs``) says where a lesion is without asking the tokens. Not in
+the paper, where the tokens alone read location; an extra input, so the benchmark reports naming with and without
+it.
 
 Folder format: one label map ``CASE{file_ending}`` per input case, on its image's grid, and ``locations.json``::
 
