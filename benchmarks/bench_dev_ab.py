@@ -1,7 +1,7 @@
 """Seeded A/B of Malenia trainer variants on dev phantoms: how the CPU regime table's settings were chosen.
 
     python benchmarks/bench_dev_ab.py --work /tmp/dev_ab --trainers nnUNetTrainerMalenia_CPUDemo \\
-        nnUNetTrainerMalenia_AppearanceSwap_CPUDemo [--seen-penalty 0 1.25] [--out dev_ab.md]
+        nnUNetTrainerMalenia_AppearanceSwap_CPUDemo [--seen-penalty 0 1.25] [--location-maps] [--out dev_ab.md]
 
 Every trainer is trained on the quick benchmark's seen training set (phantom seed 0, same geometry, plan and
 MALENIA_SEED as bench_zero_shot.py's Malenia arm, fold 0) and scored on two dev sets that are no benchmark's test set:
@@ -18,6 +18,10 @@ with every knowledge-table disease a candidate (generalised zero-shot), at each 
     loc/dens/enh attribute precision of those lesions' reports for location, density and enhancement
     seen loc     location precision of the seen dev set's reference lesions, described the same way: what the
                  tokens read on the diseases they were trained on, the ceiling for the unseen ones
+
+With ``--location-maps`` every prediction reads each lesion's location from the set's organ maps (the phantoms'
+locationsTs, as ``nnUNetv2_malenia_predict --location-maps``), so the table scores what the tokens read besides
+location.
 
 Choose settings here, never on the test sets. ``--test-sets`` scores the same figures on the quick benchmark's test
 sets (A's seen test set, C's unseen one, same seeds and geometry as bench_zero_shot.py): once, for a setting and a G
@@ -105,29 +109,36 @@ def scored_sets(test_sets: bool) -> Tuple[int, int, str]:
 
 
 def score(bench: "bz.Bench", trainer: str, penalty: float, test_sets: bool = False,
-          naming_rule: Optional[str] = None) -> dict:
+          naming_rule: Optional[str] = None, location_maps: bool = False) -> dict:
     """One trainer at one G: the four predictions, then the figures of the module docstring. ``naming_rule``
-    overrides the model's own (``--naming-rule``; None: the rule it was trained with)."""
+    overrides the model's own (``--naming-rule``; None: the rule it was trained with); ``location_maps`` reads each
+    lesion's location from the set's organ maps (predict's ``--location-maps SET/locationsTs``)."""
     unseen_id, seen_id, folder = scored_sets(test_sets)
     unseen, seen = bench.dataset(unseen_id), bench.dataset(seen_id)
-    out = bench.work / folder / (f"{trainer}_G{penalty:g}" + (f"_{naming_rule}" if naming_rule else ""))
+    out = bench.work / folder / (f"{trainer}_G{penalty:g}" + (f"_{naming_rule}" if naming_rule else "")
+                                 + ("_located" if location_maps else ""))
     predict = ["nnUNetv2_malenia_predict", "-m", str(bench.model(bz.SEEN_ID, trainer)), "--seen-penalty",
                f"{penalty:g}", *(["--naming-rule", naming_rule] if naming_rule else [])]
+    maps = lambda dataset: ["--location-maps", str(dataset / "locationsTs")] if location_maps else []
+    # maps name whole lesions from their reports, so those predictions keep them
+    no_reports = [] if location_maps else ["--no-reports"]
     common = bz.predict_args(bench.profile)
-    bench.step(f"{trainer} G={penalty:g} unseen dev", *predict, "-i", str(unseen / "imagesTs"), "-o",
-               str(out / "unseen"), "--no-reports", *common)
-    bench.step(f"{trainer} G={penalty:g} seen dev", *predict, "-i", str(seen / "imagesTs"), "-o",
-               str(out / "seen"), "--no-reports", *common)
-    bench.step(f"{trainer} G={penalty:g} describe unseen dev", *predict, "-i", str(unseen / "imagesTs"), "-o",
+    setting = f"{trainer} G={penalty:g}{' with maps' if location_maps else ''}"
+    bench.step(f"{setting} unseen dev", *predict, *maps(unseen), "-i", str(unseen / "imagesTs"), "-o",
+               str(out / "unseen"), *no_reports, *common)
+    bench.step(f"{setting} seen dev", *predict, *maps(seen), "-i", str(seen / "imagesTs"), "-o",
+               str(out / "seen"), *no_reports, *common)
+    bench.step(f"{setting} describe unseen dev", *predict, *maps(unseen), "-i", str(unseen / "imagesTs"), "-o",
                str(out / "described"), "-f", "0", "-device", bench.profile.device, "--describe-masks",
                str(unseen / "labelsTs"))
-    bench.step(f"{trainer} G={penalty:g} describe seen dev", *predict, "-i", str(seen / "imagesTs"), "-o",
+    bench.step(f"{setting} describe seen dev", *predict, *maps(seen), "-i", str(seen / "imagesTs"), "-o",
                str(out / "described_seen"), "-f", "0", "-device", bench.profile.device, "--describe-masks",
                str(seen / "labelsTs"))
     naming = bz.evaluate_naming(unseen, out / "described" / "reports")
     seen_naming = bz.evaluate_naming(seen, out / "described_seen" / "reports")
     agnostic = bz.class_agnostic_scores(unseen / "labelsTs", out / "unseen", bz.lesion_labels(unseen))
     return {"trainer": trainer, "seed": training_seed(bench), "seen_penalty": penalty, "naming_rule": naming_rule,
+            "location_maps": location_maps,
             "finding": agnostic["lesion"]["dice"],
             "unseen": bz.evaluate(unseen / "labelsTs", out / "unseen", unseen)["summary"]["all"]["dice"],
             "seen": bz.evaluate(seen / "labelsTs", out / "seen", seen)["summary"]["all"]["dice"],
@@ -142,14 +153,15 @@ def markdown(rows: Sequence[dict]) -> str:
             "| seen location |\n" + "|---" * 12 + "|\n")
     fmt = lambda v: "–" if v is None else f"{v:.3f}"
     return head + "".join(
-        f"| {r['trainer']} | {r.get('seed', '–')} | {r['seen_penalty']:g} | {r.get('naming_rule') or 'model'} | "
+        f"| {r['trainer']} | {r.get('seed', '–')} | {r['seen_penalty']:g}{' + maps' * bool(r.get('location_maps'))} "
+        f"| {r.get('naming_rule') or 'model'} | "
         f"{fmt(r['finding'])} | "
         f"{fmt(r['unseen'])} | {fmt(r['seen'])} | {r['named']}/{r['lesions']} | "
         + " | ".join(fmt(r[a]) for a in NAMED_ASPECTS) + f" | {fmt(r.get('seen_location'))} |\n" for r in rows)
 
 
 def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_sets: bool = False,
-        naming_rule: Optional[str] = None) -> List[dict]:
+        naming_rule: Optional[str] = None, location_maps: bool = False) -> List[dict]:
     bench = bench_for(work)
     if not (bench.work / "nnUNet_preprocessed" / bench.dataset(bz.SEEN_ID).name).is_dir():
         write_data(bench)
@@ -158,7 +170,7 @@ def run(work: Path, trainers: Sequence[str], penalties: Sequence[float], test_se
     rows = []
     for trainer in trainers:
         train(bench, trainer)
-        rows += [score(bench, trainer, g, test_sets, naming_rule) for g in penalties]
+        rows += [score(bench, trainer, g, test_sets, naming_rule, location_maps) for g in penalties]
     return rows
 
 
@@ -169,12 +181,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seen-penalty", type=float, nargs="+", default=[0.0], help="G values to score")
     parser.add_argument("--naming-rule", choices=NAMING_RULES,
                         help="score with this naming rule instead of the model's own (predict's --naming-rule)")
+    parser.add_argument("--location-maps", action="store_true",
+                        help="read each lesion's location from the sets' organ maps (locationsTs; predict's "
+                             "--location-maps), G marked '+ maps' in the table")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) and FILE.json here")
     parser.add_argument("--test-sets", action="store_true",
                         help="score on the quick benchmark's test sets (A's seen, C's unseen) instead of the dev sets: "
                              "once, for a setting and G already chosen on the dev sets")
     args = parser.parse_args(argv)
-    rows = run(args.work, args.trainers, args.seen_penalty, args.test_sets, args.naming_rule)
+    rows = run(args.work, args.trainers, args.seen_penalty, args.test_sets, args.naming_rule, args.location_maps)
     table = markdown(rows)
     print(table)
     if args.out:

@@ -127,12 +127,21 @@ def table(rows: List[dict], set_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def misnamed(named_as: Dict[str, int]) -> str:
+    """' (as liver cyst 3, gallstone 1)': what the lesions named wrong were named, most frequent first."""
+    if not named_as:
+        return ""
+    ordered = sorted(named_as.items(), key=lambda kv: (-kv[1], kv[0]))
+    return " (as " + ", ".join(f"{d} {n}" for d, n in ordered) + ")"
+
+
 def per_disease(rows: List[dict], set_names: Sequence[str]) -> str:
     lines = []
     for r in rows:
         for s in set_names:
             counts = sorted(r["sets"][s]["per_disease"].items())
-            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" for d, v in counts)
+            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" + misnamed(v.get("named_as", {}))
+                              for d, v in counts)
             lines.append(f"- {r['rule']}, G={r['seen_penalty']:g}, {s}: {parts}")
     return "\n".join(lines)
 
@@ -190,11 +199,14 @@ def main(argv=None) -> None:
         for name, collected in pairs.items():
             named = collected[(rule, penalty)]
             by_disease: Dict[str, Counter] = defaultdict(Counter)
+            wrong: Dict[str, Counter] = defaultdict(Counter)
             for truth, guess in named:
                 by_disease[truth]["lesions"] += 1
                 by_disease[truth]["correct"] += int(truth == guess)
+                if truth != guess:
+                    wrong[truth][guess] += 1
             sets[name] = {"correct": sum(t == g for t, g in named), "lesions": len(named),
-                          "per_disease": {d: dict(c) for d, c in by_disease.items()}}
+                          "per_disease": {d: {**c, "named_as": dict(wrong[d])} for d, c in by_disease.items()}}
         rows.append({"rule": rule, "seen_penalty": penalty, "sets": sets})
     set_names = [s[0] for s in args.set]
     where = f"; location from organ maps, floor {args.location_floor:g}" if args.location_maps else ""

@@ -49,6 +49,33 @@ def test_a_naming_rule_is_passed_to_predict_and_predicts_into_its_own_folder(tmp
     assert folders(default) == {"T_G0.75"} and folders(chosen) == {"T_G0.75_likelihood"}
 
 
+def test_location_maps_go_to_every_prediction_with_reports_into_their_own_folder(tmp_path, monkeypatch):
+    bench = dev.bench_for(tmp_path)
+    steps = []
+    monkeypatch.setattr(bench, "step", lambda name, *cmd: steps.append(cmd))
+    monkeypatch.setattr(dev, "training_seed", lambda bench: 0)
+
+    class Scored(Exception):
+        pass
+
+    def stop(*args):
+        raise Scored
+
+    monkeypatch.setattr(dev.bz, "evaluate_naming", stop)
+    with pytest.raises(Scored):
+        dev.score(bench, "T", 1.0, location_maps=True)
+    assert len(steps) == 4
+    for cmd in steps:            # each set's own organ maps, and reports, from which the maps name the lesions
+        images = Path(cmd[cmd.index("-i") + 1])
+        assert Path(cmd[cmd.index("--location-maps") + 1]) == images.parent / "locationsTs"
+        assert "--no-reports" not in cmd
+    assert {Path(cmd[cmd.index("-o") + 1]).parent.name for cmd in steps} == {"T_G1_located"}
+    row = {"trainer": "T", "seed": 0, "seen_penalty": 1.0, "location_maps": True, "finding": 0.5, "unseen": 0.1,
+           "seen": 0.7, "named": 20, "lesions": 41, "location": 1.0, "density": 0.8, "enhancement_status": 1.0,
+           "seen_location": 1.0}
+    assert dev.markdown([row]).splitlines()[2].startswith("| T | 0 | 1 + maps | model | 0.500 |")
+
+
 def test_a_model_is_reused_only_for_the_seed_it_was_trained_with(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MALENIA_SEED", "2")
     bench = dev.bench_for(tmp_path)

@@ -32,3 +32,12 @@ def test_a_missing_mask_or_dataset_json_is_an_error_naming_the_file(tmp_path, ca
         bench_naming.main(["-m", str(tmp_path / "no_model"), "--set", "s", str(root / "imagesTr"),
                            str(root / "labelsTr")])
     assert exit_info.value.code == 2 and "dataset.json" in capsys.readouterr().err
+
+
+def test_per_disease_lines_say_what_the_misnamed_lesions_were_named():
+    rows = [{"rule": "best_match", "seen_penalty": 1.0, "sets": {"unseen": {"correct": 1, "lesions": 4, "per_disease": {
+        "liver cyst": {"lesions": 4, "correct": 1, "named_as": {"liver tumor": 1, "hepatic vessel tumor": 2}}}}}}]
+    assert bench_naming.per_disease(rows, ["unseen"]) == (
+        "- best_match, G=1, unseen: liver cyst 1/4 (as hepatic vessel tumor 2, liver tumor 1)")
+    rows[0]["sets"]["unseen"]["per_disease"]["liver cyst"] = {"lesions": 4, "correct": 4, "named_as": {}}
+    assert bench_naming.per_disease(rows, ["unseen"]).endswith("liver cyst 4/4")
