@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from nnunetv2_malenia.network import NUM_ASPECTS, MaleniaNet, build_malenia_network, dense_logits
 from nnunetv2_malenia.network.example_plans import unet_plans
 from nnunetv2_malenia.network.malenia_net import CONTEXT_ASPECTS
+from nnunetv2_malenia.network.lesion_intensity import INTENSITY_ASPECTS, LesionIntensityHead, region_statistics
 from nnunetv2_malenia.network.mask_position import mask_moments
 from nnunetv2_malenia.network.mask_decoder import (AttentionLayer, IntensityBins, attention_blocked, block_max, dilate,
                                                    mask_pooled_features, ring_pooled_features)
@@ -137,7 +138,9 @@ ABLATIONS = {"default": {}, "mask_only": {"branches": "mask"}, "text_only": {"br
              "scan_phase": {"aspect_heads": True, "scan_phase": True, "masked_attention": True,
                             "mask_pooling": True, "mask_residual": True},
              "position_location": {"aspect_heads": True, "scan_phase": True, "position_location": True,
-                                   "masked_attention": True, "mask_pooling": True, "mask_residual": True}}
+                                   "masked_attention": True, "mask_pooling": True, "mask_residual": True},
+             "lesion_intensity": {"aspect_heads": True, "scan_phase": True, "lesion_intensity": True,
+                                  "masked_attention": True, "mask_pooling": True, "mask_residual": True}}
 
 
 @pytest.mark.parametrize("setting", sorted(ABLATIONS))
@@ -674,6 +677,52 @@ def test_position_location_reads_the_location_block_from_each_tokens_mask(residu
     assert not any(k.startswith("mask_position") for k in build(aspect_heads=True).state_dict())   # old models load
     with pytest.raises(AssertionError, match="position_location needs aspect_heads"):
         build(position_location=True)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_lesion_intensity_reads_the_appearance_blocks_from_each_tokens_voxels(residual):
+    net = build(aspect_heads=True, scan_phase=True, lesion_intensity=True, mask_pooling=True,
+                masked_attention=True, mask_residual=residual).eval()
+    c, n = net.token_dim, net.text_blocks
+    blocks = net.intensity_blocks()
+    assert blocks == tuple(BANK_ASPECTS.index(a) + 1 for a in INTENSITY_ASPECTS)
+    phase = BANK_ASPECTS.index("enhancement_status")
+    assert net.non_token_columns().tolist() == [False] + [a + 1 in blocks or a == phase for a in net.row_aspect.tolist()]
+    x = sample()
+    with torch.no_grad():
+        out = net(x, return_dict=True)
+        for emb, masks in zip(out["block_embeddings"], out["block_masks"]):  # [B, Q, n*C], [B, Q, *S]
+            expected = net.lesion_intensity(masks, x)                        # [B, Q, V, C]
+            assert torch.allclose(emb.unflatten(-1, (n, c))[:, :, list(blocks)], expected, atol=1e-6)
+        # dense eval computes the last block's mask for it, with or without the mask residual
+        assert torch.allclose(net(x), dense_logits(out["class_logits"], out["pred_masks"]), atol=1e-5)
+    assert not any(k.startswith("lesion_intensity") for k in build(aspect_heads=True).state_dict())   # old models load
+    with pytest.raises(AssertionError, match="lesion_intensity needs aspect_heads"):
+        build(lesion_intensity=True)
+
+
+def test_lesion_intensity_sees_only_the_voxels_in_and_around_the_mask():
+    head = LesionIntensityHead(token_dim=8, num_aspects=2).eval()
+    logits = torch.full((1, 2, 8, 8, 8), -30.0)                              # [B, Q, *S]
+    logits[0, :, 2:4, 2:4, 2:4] = 30.0                                       # both tokens: the same 2^3 cube
+    image = torch.zeros(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        before = head(logits, image)                                         # [B, Q, V, C]
+        assert before.shape == (1, 2, 2, 8) and torch.allclose(before.norm(dim=-1), torch.ones(1, 2, 2))
+        far = image.clone()
+        far[..., 7, 7, 7] = 2.0                                              # beyond the two-voxel shell
+        assert torch.allclose(head(logits, far), before, atol=1e-6)
+        inside = image.clone()
+        inside[..., 2, 2, 2] = 2.0                                           # a bright voxel in the lesion
+        assert not torch.allclose(head(logits, inside), before, atol=1e-4)
+        around = image.clone()
+        around[..., 4, 3, 3] = 2.0                                           # just outside it: the shell
+        assert not torch.allclose(head(logits, around), before, atol=1e-4)
+        # a heterogeneous lesion differs from a homogeneous one of the same mean intensity
+        noisy = image.clone()
+        noisy[..., 2:4, 2:4, 2:4] = torch.tensor([1.0, -1.0]).repeat(4).view(2, 2, 2)
+        stats = region_statistics(torch.sigmoid(logits), head.per_voxel(noisy, (8, 8, 8)), head.bins.num_bins)
+        assert torch.allclose(stats[0, 0, -2:], torch.tensor([0.0, 1.0]), atol=1e-3)   # mean 0, standard deviation 1
 
 
 def test_intensity_bins_are_a_soft_histogram_of_each_voxel():

@@ -18,7 +18,7 @@ OPTIONAL_KEYS = ("num_tokens", "token_dim", "num_heads", "num_blocks", "ffn_rati
                  "fusion", "branches", "beta", "inference_rule", "naming_rule", "lesion_heads",
                  "mask_pooling", "mask_residual", "context_ring", "masked_attention", "context_source",
                  "match_paragraphs", "aspect_heads", "scan_phase",
-                 "position_location")
+                 "position_location", "lesion_intensity")
 
 
 def build_malenia_network(plans_manager, configuration_manager, num_input_channels: int, num_output_channels: int,

@@ -10,7 +10,9 @@ blocks of C channels the same way: t0 in block 0, the rows of bank aspect a in b
 one head per block (mask_decoder.py, "Aspect heads"). With ``scan_phase`` (aspect heads only) the blocks of the
 scan-level aspects (enhancement status: the scan's phase) hold one scan embedding shared by every token of the scan
 (scan_phase.py) instead of the token's own head. With ``position_location`` (aspect heads only) the location block
-of each token is read from where its mask lies (mask_position.py).
+of each token is read from where its mask lies (mask_position.py). With ``lesion_intensity`` (aspect heads only)
+the blocks of the appearance aspects (density, density variation, surface, specific features) are read from the
+input intensities inside and around each token's mask (lesion_intensity.py).
 
 Data flow of ``forward(x)``:
   U-Net encoder/decoder -> coarsest-first features (bottleneck included)
@@ -32,6 +34,7 @@ from torch import nn
 
 from nnunetv2_malenia.attributes.schema import ASPECTS, ORGAN_ASPECT
 from nnunetv2_malenia.network.cmki import CrossModalKnowledgeInjection
+from nnunetv2_malenia.network.lesion_intensity import INTENSITY_ASPECTS, LesionIntensityHead
 from nnunetv2_malenia.network.mask_decoder import MaskTokenDecoder
 from nnunetv2_malenia.network.mask_position import POSITION_ASPECTS, MaskPositionHead
 from nnunetv2_malenia.network.scan_phase import SCAN_ASPECTS, ScanPhaseHead
@@ -169,7 +172,7 @@ class MaleniaNet(nn.Module):
                  naming_rule: str = "best_match", lesion_heads: str = "none", mask_pooling: bool = False,
                  mask_residual: bool = False, context_ring: int = 0, masked_attention: bool = False,
                  context_source: str = "feature", match_paragraphs: bool = False, aspect_heads: bool = False,
-                 scan_phase: bool = False, position_location: bool = False):
+                 scan_phase: bool = False, position_location: bool = False, lesion_intensity: bool = False):
         super().__init__()
         check_unet(unet)
         if token_dim is None:                                            # from the plan (see token_dim_for)
@@ -183,6 +186,8 @@ class MaleniaNet(nn.Module):
         assert aspect_heads or not scan_phase, "scan_phase needs aspect_heads (a text-space block per aspect)"
         assert aspect_heads or not position_location, (
             "position_location needs aspect_heads (a text-space block per aspect)")
+        assert aspect_heads or not lesion_intensity, (
+            "lesion_intensity needs aspect_heads (a text-space block per aspect)")
         drop_seg_layers(unet)
         self.inference_rule = inference_rule
         # Not in the paper: the fused mask is CMKI's correction of the decoder's last-block mask (pred = last block
@@ -224,6 +229,8 @@ class MaleniaNet(nn.Module):
         self.scan_phase = ScanPhaseHead(channels[0], token_dim) if scan_phase else None
         # Location from where each token's mask lies (mask_position.py); None = read from the tokens.
         self.mask_position = MaskPositionHead(token_dim, len(strides[0])) if position_location else None
+        # Appearance aspects from the intensities in and around each token's mask (lesion_intensity.py); None = tokens.
+        self.lesion_intensity = LesionIntensityHead(token_dim) if lesion_intensity else None
         # Text side: frozen bank embeddings [R, D] -> MLP -> token space; t0 is learned.
         self.text_mlp = nn.Sequential(nn.Linear(text_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.t0 = nn.Parameter(torch.randn(token_dim) * 0.02)
@@ -329,10 +336,15 @@ class MaleniaNet(nn.Module):
         """The text-space blocks that hold the mask-position embedding (``position_location``), else ()."""
         return aspect_blocks(POSITION_ASPECTS) if self.mask_position is not None else ()
 
+    def intensity_blocks(self) -> Tuple[int, ...]:
+        """The text-space blocks read from the lesion's intensities (``lesion_intensity``), else ()."""
+        return aspect_blocks(INTENSITY_ASPECTS) if self.lesion_intensity is not None else ()
+
     def non_token_columns(self) -> Optional[torch.Tensor]:
         """[R+1] bool: the text columns a token meets through an embedding that is not its own head (the scan's
-        phase, its mask's position), or None. Such columns are never a "no lesion" token's negatives (mp_nce.py)."""
-        blocks = self.scan_blocks() + self.position_blocks()
+        phase, its mask's position or intensities), or None. Such columns are never a "no lesion" token's negatives
+        (mp_nce.py)."""
+        blocks = self.scan_blocks() + self.position_blocks() + self.intensity_blocks()
         if not blocks:
             return None
         in_blocks = torch.isin(self.row_aspect + 1, torch.tensor(blocks, device=self.row_aspect.device))   # [R]
@@ -363,6 +375,20 @@ class MaleniaNet(nn.Module):
         first = len(embeddings) - len(masks)
         return embeddings[:first] + [self.with_block_embedding(e, self.mask_position(m), self.position_blocks())
                                      for e, m in zip(embeddings[first:], masks)]
+
+    def with_intensity_embeddings(self, embeddings: List[torch.Tensor], masks: List[torch.Tensor],
+                                  image: torch.Tensor) -> List[torch.Tensor]:
+        """L x [B, Q, n*C] block embeddings, the last M <= L blocks' mask logits [B, Q, *S'], the input image
+        [B, Cin, *S] -> L x [B, Q, n*C] with each masked block's ``intensity_blocks`` read from the intensities in
+        and around its own mask, one head per aspect (blocks without a mask unchanged, as for the position)."""
+        first = len(embeddings) - len(masks)
+        out = embeddings[:first]
+        for e, m in zip(embeddings[first:], masks):
+            per_aspect = self.lesion_intensity(m, image).unbind(2)             # V x [B, Q, C]
+            for block, replacement in zip(self.intensity_blocks(), per_aspect):
+                e = self.with_block_embedding(e, replacement, (block,))        # [B, Q, n*C]
+            out.append(e)
+        return out
 
     def text_embeddings(self) -> torch.Tensor:
         """[R+1, E] L2-normalised: row 0 = t0, rows 1..R = MLP(bank_embeddings). E = C, or text_blocks x C, each
@@ -554,7 +580,7 @@ class MaleniaNet(nn.Module):
         features = decoder_features(self.unet, x)                    # coarsest first; [-1] = [B, Ck, *S]
         pixel = features[-1]
         # Dense eval only needs the last block's embedding: no per-block masks (the last one with pooling or residual).
-        last_mask = self.mask_residual or self.mask_position is not None
+        last_mask = self.mask_residual or self.mask_position is not None or self.lesion_intensity is not None
         dec = self.mask_decoder(features, pixel, masks="all" if want_dict else "last" if last_mask else "none",
                                 image=x)
         if self.scan_phase is not None:
@@ -562,6 +588,8 @@ class MaleniaNet(nn.Module):
             dec["embeddings"] = [self.with_scan_embedding(e, scan) for e in dec["embeddings"]]   # each [B, Q, E]
         if self.mask_position is not None:
             dec["embeddings"] = self.with_position_embeddings(dec["embeddings"], dec["masks"])   # each [B, Q, E]
+        if self.lesion_intensity is not None:
+            dec["embeddings"] = self.with_intensity_embeddings(dec["embeddings"], dec["masks"], x)   # each [B, Q, E]
         text = self.text_embeddings()                                 # [R+1, E]
         last_embeddings = dec["embeddings"][-1]                       # [B, Q, E]
         decoder_out = {"block_masks": [self._full_size(m, x) for m in dec["masks"]],

@@ -53,7 +53,7 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
                                           lesion_heads="classes", mask_pooling=True,
                                           mask_residual=True, context_ring=0, context_source="feature",
                                           masked_attention=True, aspect_heads=False, scan_phase=False,
-                                          position_location=False)
+                                          position_location=False, lesion_intensity=False)
     # masked_attention (Mask2Former's, which the paper builds on; network/mask_decoder.py): each decoder block attends
     # only where the previous block's mask is on. Seeded A/B on the demo's seen phantoms (fold 0, same data and seed):
     # validation Dice 0.521 without, 0.744 with (README "CPU regime"); models trained before it load without it.
@@ -64,6 +64,9 @@ class nnUNetTrainerMalenia(ScheduledTrainer):
     # embedding; nnUNetTrainerMalenia_AspectHeads turns it on (README, "CPU regime").
     # scan_phase (not in the paper, network/scan_phase.py; needs aspect_heads): enhancement status, the scan's phase,
     # read from one embedding of the whole scan instead of each token; off by default (README, "CPU regime").
+    # lesion_intensity (not in the paper, network/lesion_intensity.py; needs aspect_heads): density, density variation,
+    # surface and specific features read from the intensities in and around each token's mask, not from decoder
+    # features that see the whole organ; off by default (README, "CPU regime").
     # mask_pooling / mask_residual (not in the paper, network/mask_decoder.py and malenia_net.py): a token's embedding
     # also reads the pixel feature under its own mask, and the fused mask corrects the last decoder block's. Chosen
     # on fold-0 validation of the quick benchmark's seen phantoms (one run each, README "CPU regime"): without them

@@ -173,6 +173,16 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_MaskPosition(
                                     position_location=True)
 
 
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_LesionIntensity(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase):
+    """The scan-level phase head with density, density variation, surface and specific features read from the
+    intensities inside and around each token's mask (network/lesion_intensity.py) instead of the token's heads, which
+    read them off decoder features that see the whole organ: given the organ (--location-maps), a liver cyst was
+    described as a liver tumour in every appearance aspect."""
+    malenia_network_settings = dict(nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase.malenia_network_settings,
+                                    lesion_intensity=True)
+
+
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_AppearanceSwap(
         nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase):
     """The scan-level phase head on counterfactual lesions: the swap moves location off the lesion's look (kidney
@@ -266,6 +276,12 @@ class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_MaskPosition_CP
         nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo):
     malenia_network_settings = (
         nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_MaskPosition.malenia_network_settings)
+
+
+class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_LesionIntensity_CPUDemo(
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_CPUDemo):
+    malenia_network_settings = (
+        nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_LesionIntensity.malenia_network_settings)
 
 
 class nnUNetTrainerMalenia_AspectHeads_AspectNegatives_ScanPhase_AppearanceSwap_CPUDemo(
