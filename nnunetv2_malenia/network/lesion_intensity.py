@@ -23,6 +23,11 @@ negatives of "no lesion" tokens by the criterion, like the scan phase and the ma
 The shell is taken on a grid twice as coarse as the mask's (mask probabilities and per-voxel features averaged over
 2^D cells, then a dilation of one coarse voxel): two full-resolution voxels wide, at an eighth of the dilation's
 cost at 48^3 (the full-resolution shell of ``context_ring`` added ~40 % to a CPU-regime epoch).
+
+Measured (README, CPU regime table; one training seed, dev phantoms, location from the organ maps): against the
+scan-phase model it is added to, more unseen dev lesions named right (22/41 against 20/41: hepatic vessel and kidney
+tumours) but fewer seen ones (23/43 against 29/43: seen liver tumours named hepatic vessel tumour, kidney cysts named
+kidney tumour), density precision 0.46 against 0.63, and a median CPU-regime epoch of 23.6 s against 16.1 s. Off.
 """
 from __future__ import annotations
 
