@@ -24,10 +24,12 @@ The shell is taken on a grid twice as coarse as the mask's (mask probabilities a
 2^D cells, then a dilation of one coarse voxel): two full-resolution voxels wide, at an eighth of the dilation's
 cost at 48^3 (the full-resolution shell of ``context_ring`` added ~40 % to a CPU-regime epoch).
 
-Measured (README, CPU regime table; one training seed, dev phantoms, location from the organ maps): against the
-scan-phase model it is added to, more unseen dev lesions named right (22/41 against 20/41: hepatic vessel and kidney
-tumours) but fewer seen ones (23/43 against 29/43: seen liver tumours named hepatic vessel tumour, kidney cysts named
-kidney tumour), density precision 0.46 against 0.63, and a median CPU-regime epoch of 23.6 s against 16.1 s. Off.
+Measured (README, CPU regime table; dev phantoms, location from the organ maps, two training seeds): against the
+scan-phase model it is added to, seed 0 named more unseen dev lesions right (22/41 against 20/41: hepatic vessel and
+kidney tumours) but fewer seen ones (23/43 against 29/43: seen liver tumours named hepatic vessel tumour, kidney cysts
+named kidney tumour), with density precision 0.46 against 0.63; seed 1 named the liver and pancreas cysts right
+(12/15 against 3/15) but lost the kidney stones and gallbladder tumours. Harmonic mean of unseen and seen naming
+0.57 against 0.59 over the two seeds, and a median CPU-regime epoch of 23.6 s against 16.1 s. Off.
 """
 from __future__ import annotations
 
