@@ -240,10 +240,12 @@ def test_describe_given_masks_names_each_lesion_by_the_model(trained, tmp_path):
     assert [(r["rule"], r["seen_penalty"]) for r in rows] == [("best_match", 0.0), ("best_match", 2.0),
                                                              ("likelihood", 0.0), ("likelihood", 2.0)]
     expected = {}
-    for truth, guess in named:
-        counts = expected.setdefault(truth, {"lesions": 0, "correct": 0})
+    for truth, guess in named:     # and what a misnamed lesion was named is the CLI's name for it
+        counts = expected.setdefault(truth, {"lesions": 0, "correct": 0, "named_as": {}})
         counts["lesions"] += 1
         counts["correct"] += int(truth == guess)
+        if truth != guess:
+            counts["named_as"][guess] = counts["named_as"].get(guess, 0) + 1
     assert rows[0]["sets"]["unseen"] == {"correct": sum(t == g for t, g in named), "lesions": len(named),
                                          "per_disease": expected}
 
