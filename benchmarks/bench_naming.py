@@ -140,7 +140,7 @@ def per_disease(rows: List[dict], set_names: Sequence[str]) -> str:
     for r in rows:
         for s in set_names:
             counts = sorted(r["sets"][s]["per_disease"].items())
-            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" + misnamed(v.get("named_as", {}))
+            parts = ", ".join(f"{d} {v['correct']}/{v['lesions']}" + misnamed(v["named_as"])
                               for d, v in counts)
             lines.append(f"- {r['rule']}, G={r['seen_penalty']:g}, {s}: {parts}")
     return "\n".join(lines)

@@ -27,21 +27,29 @@ def test_markdown_row_per_trainer_and_penalty():
     assert dev.markdown([dict(row, naming_rule="likelihood")]).splitlines()[2].startswith("| T | 1 | 1.25 | likelihood |")
 
 
-def test_a_naming_rule_is_passed_to_predict_and_predicts_into_its_own_folder(tmp_path, monkeypatch):
+class Scored(Exception):
+    """Raised in place of the scoring: these tests check the predictions ``score`` runs, not its figures."""
+
+
+def prediction_commands(tmp_path, monkeypatch, *settings: dict) -> list:
+    """The commands ``score`` runs for each settings dict (its keyword arguments after the trainer "T"), in order."""
     bench = dev.bench_for(tmp_path)
     steps = []
     monkeypatch.setattr(bench, "step", lambda name, *cmd: steps.append(cmd))
     monkeypatch.setattr(dev, "training_seed", lambda bench: 0)
-    class Scored(Exception):
-        pass
 
-    def stop(*args):        # scoring is not under test here: stop once the predictions have run
+    def stop(*args):
         raise Scored
 
     monkeypatch.setattr(dev.bz, "evaluate_naming", stop)
-    for rule in (None, "likelihood"):
+    for setting in settings:
         with pytest.raises(Scored):
-            dev.score(bench, "T", 0.75, naming_rule=rule)
+            dev.score(bench, "T", **setting)
+    return steps
+
+
+def test_a_naming_rule_is_passed_to_predict_and_predicts_into_its_own_folder(tmp_path, monkeypatch):
+    steps = prediction_commands(tmp_path, monkeypatch, dict(penalty=0.75), dict(penalty=0.75, naming_rule="likelihood"))
     default, chosen = steps[:4], steps[4:]
     assert all("--naming-rule" not in cmd for cmd in default)
     assert all(cmd[cmd.index("--naming-rule") + 1] == "likelihood" for cmd in chosen)
@@ -50,20 +58,7 @@ def test_a_naming_rule_is_passed_to_predict_and_predicts_into_its_own_folder(tmp
 
 
 def test_location_maps_go_to_every_prediction_with_reports_into_their_own_folder(tmp_path, monkeypatch):
-    bench = dev.bench_for(tmp_path)
-    steps = []
-    monkeypatch.setattr(bench, "step", lambda name, *cmd: steps.append(cmd))
-    monkeypatch.setattr(dev, "training_seed", lambda bench: 0)
-
-    class Scored(Exception):
-        pass
-
-    def stop(*args):
-        raise Scored
-
-    monkeypatch.setattr(dev.bz, "evaluate_naming", stop)
-    with pytest.raises(Scored):
-        dev.score(bench, "T", 1.0, location_maps=True)
+    steps = prediction_commands(tmp_path, monkeypatch, dict(penalty=1.0, location_maps=True))
     assert len(steps) == 4
     for cmd in steps:            # each set's own organ maps, and reports, from which the maps name the lesions
         images = Path(cmd[cmd.index("-i") + 1])

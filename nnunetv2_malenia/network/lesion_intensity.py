@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunetv2_malenia.network.mask_decoder import IntensityBins, dilate, weighted_average
+from nnunetv2_malenia.network.mask_decoder import IntensityBins, dilate, image_on_grid, weighted_average
 
 # Bank aspects read from the lesion's intensities instead of the token (with ``lesion_intensity``), one head each.
 INTENSITY_ASPECTS = ("density", "density_variation", "surface", "specific_features")
@@ -82,9 +82,7 @@ class LesionIntensityHead(nn.Module):
     def per_voxel(self, image: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
         """[B, Cin, *S] image -> [B, H + 2, *size]: soft bins, intensity and its square (channel mean), the image
         area-averaged to the mask grid first when the finest feature is strided."""
-        if tuple(image.shape[2:]) != tuple(size):
-            pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[image.ndim - 2]
-            image = pool(image.float(), tuple(size))                           # [B, Cin, *size]
+        image = image_on_grid(image, size)                                     # [B, Cin, *size]
         x = image.float().mean(1, keepdim=True)                                # [B, 1, *size]
         return torch.cat((self.bins(image), x, x.square()), dim=1)             # [B, H + 2, *size]
 

@@ -155,6 +155,15 @@ def ring_pooled_features(mask_logits: torch.Tensor, pixel_feature: torch.Tensor,
     return weighted_average((dilate(m, radius) - m).clamp_min(0.0), pixel_feature)   # shell weights [B, Q, *S']
 
 
+def image_on_grid(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """[B, Cin, *S] -> [B, Cin, *size]: the network input area-averaged to the grid of a strided finest feature
+    (unchanged where the grids agree, the usual case)."""
+    if tuple(image.shape[2:]) == tuple(size):
+        return image
+    pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[image.ndim - 2]
+    return pool(image.float(), tuple(size))                                        # [B, Cin, *size]
+
+
 class IntensityBins(nn.Module):
     """Per voxel, a soft histogram of the input intensity: [B, Cin, *S] -> [B, H, *S] (fp32), each voxel's H
     values summing to 1 (softmax over bins of -((x - c_h) / w)^2 / 2, x the channel mean).
@@ -312,10 +321,7 @@ class MaskTokenDecoder(nn.Module):
         if self.context_bins is None:
             return pixel_feature
         assert image is not None, "context_source='image' needs the input image (forward(..., image=x))"
-        if tuple(image.shape[2:]) != tuple(pixel_feature.shape[2:]):
-            pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[image.ndim - 2]
-            image = pool(image.float(), tuple(pixel_feature.shape[2:]))            # [B, Cin, *S']
-        return self.context_bins(image)                                            # [B, H, *S']
+        return self.context_bins(image_on_grid(image, tuple(pixel_feature.shape[2:])))   # [B, H, *S']
 
     def forward(self, features: List[torch.Tensor], pixel_feature: Optional[torch.Tensor] = None,
                 masks: str = "all", image: Optional[torch.Tensor] = None) -> Dict[str, List[torch.Tensor]]:
