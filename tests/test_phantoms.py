@@ -100,6 +100,36 @@ def test_lesion_centre_lies_in_named_subregion(location):
     assert anatomy.mask(location)[com]
 
 
+@pytest.mark.parametrize("disease,location,relationship", [
+    ("gallbladder tumor", "gallbladder_wall", "close_unclear_boundary"),   # under the liver
+    ("pancreas tumor", "pancreas_head", "close_unclear_boundary"),         # beside the duodenum, liver and IVC
+    ("pancreas cyst", "pancreas_body", "not_close"),                       # the gland is thinner than the cyst
+])
+def test_lesion_never_labels_or_repaints_another_organ(disease, location, relationship):
+    from nnunetv2_malenia.phantoms.lesion_render import UNCLEAR_BOUNDARY_BLEED, _foreign_mask
+
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        anatomy = build_anatomy(SIZE, rng)
+        d = TABLE[disease]
+        chosen = {a: v[0] for a, v in d.value_keys.items()}
+        chosen.update(location=location, relationship=relationship, density="hyperdense" if disease ==
+                      "gallbladder tumor" else "hypodense", density_variation="heterogeneous" if disease ==
+                      "gallbladder tumor" else chosen["density_variation"])
+        before = render_anatomy(anatomy, chosen["enhancement_status"])
+        image = before.copy()
+        label = render_lesion(image, anatomy, d, chosen, 5.0, rng).label_mask
+        foreign = _foreign_mask(anatomy, d.organ)
+        assert label.any() and not (label & foreign).any()
+        changed = foreign & (np.abs(image - before) > 1e-3)
+        # an unclear boundary blurs into the neighbour's first voxel layer only, never deeper
+        if relationship == "close_unclear_boundary":
+            assert not (changed & ~ndimage.binary_dilation(label)).any()
+        else:
+            assert not changed.any()
+    assert 0 < UNCLEAR_BOUNDARY_BLEED < 1
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("raw")

@@ -23,6 +23,13 @@ DENSITY_ABSOLUTE = {"markedly_hyperdense": CALCIUM_HU, "ground_glass": -600.0, "
 # against the liver: judged against the contrast-filled vessels (160 HU), a "hypodense" one was painted at 115 HU
 # inside a 110 HU liver, isodense with everything around it but the thin vessel it replaced.
 DENSITY_REFERENCE = {"gallbladder_lumen": "gallbladder_wall", "hepatic_vessels": "liver_right_lobe"}
+# Structures a lesion abuts but never replaces, besides the other organs: it grows into the fat around its organ, not
+# into the aorta or a vertebra. The bowel lumen belongs to the colon (a colon tumour narrows it).
+NEVER_REPLACED = ("spine", "aorta", "ivc")
+LUMEN_ORGAN = {"bowel_lumen": "colon"}
+# Share of the lesion's HU an "unclear boundary" leaves in the neighbour's first voxel layer: the interface is
+# blurred, but the neighbour is not labelled and keeps most of its own density.
+UNCLEAR_BOUNDARY_BLEED = 0.5
 MARGIN_WIDTH = {"well_defined": 0.04, "ill_defined": 0.35, "spiculated": 0.08}   # in units of the lesion radius
 SPECIFIC_FEATURES = ("none", "calcification", "septation", "pancreatic_duct_dilatation", "bile_duct_dilatation",
                      "wall_thickening", "spiculation", "cystic_degeneration", "fluid_density",
@@ -144,11 +151,20 @@ def render_lesion(image: np.ndarray, anatomy: Anatomy, disease: Disease, attrs: 
                         attrs["surface"] == "spiculated" or attrs["specific_features"] == "spiculation", rng)
     if region == "gallbladder_lumen":     # stones lie in bile, never in the wall
         d = np.where(region_mask[box], d, np.inf)
+    # A lesion of one organ never paints over another: drawn as a sphere of >= 21 mm over the anatomy, pancreas and
+    # gallbladder lesions had 40 % of their voxels in the liver or the bowel on average, labelled as lesion yet
+    # painted relative to the wrong tissue (a gallbladder tumour isodense to the wall is 30 HU below the liver),
+    # and an organ map then placed them in the neighbour.
+    foreign = _foreign_mask(anatomy, disease.organ)[box]                   # [bx, by, bz]
+    unblocked = d
+    d = np.where(foreign, np.inf, d)
     # margin: smoothstep ramp over d in [1 - width, 1 + width]; ill-defined widens it, an unclear boundary
     # with the neighbour blurs it further. Lesion HU is fully reached inside 1 - width.
     width = MARGIN_WIDTH[attrs["surface"]] + (0.15 if close else 0.0)
-    t = np.clip((d - (1.0 - width)) / (2.0 * width), 0.0, 1.0)
-    weight = (1.0 - t * t * (3.0 - 2.0 * t)).astype(np.float32)   # [bx, by, bz] in [0, 1]
+    weight = _margin_weight(d, width)                                      # [bx, by, bz] in [0, 1]
+    if close:     # the unclear boundary blurs into the neighbour's first layer of voxels, unlabelled
+        touching = foreign & ndimage.binary_dilation(d < 1.0)
+        weight = np.where(touching, UNCLEAR_BOUNDARY_BLEED * _margin_weight(unblocked, width), weight)
     base = anatomy.parenchyma(DENSITY_REFERENCE.get(region, region), phase)   # HU the density is relative to
     density = attrs["density"]
     hu = np.full(d.shape, DENSITY_ABSOLUTE.get(density, base + DENSITY_OFFSET.get(density, 0.0)), np.float32)
@@ -177,6 +193,19 @@ def render_lesion(image: np.ndarray, anatomy: Anatomy, disease: Disease, attrs: 
     label = np.zeros(image.shape, bool)
     label[box] = d < 1.0
     return RenderedLesion(label, c, dict(attrs))
+
+
+def _margin_weight(d: np.ndarray, width: float) -> np.ndarray:
+    """Lesion weight per voxel from its normalised distance d: 1 inside 1 - width, a smoothstep to 0 at 1 + width."""
+    t = np.clip((d - (1.0 - width)) / (2.0 * width), 0.0, 1.0)
+    return (1.0 - t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def _foreign_mask(anatomy: Anatomy, organ: str) -> np.ndarray:
+    """[X, Y, Z] bool: voxels of another organ (its lumen included) or of a structure no lesion replaces."""
+    foreign = [i for i, name in enumerate(anatomy.region_names)
+               if REGION_ORGAN.get(name, LUMEN_ORGAN.get(name, organ)) != organ or name in NEVER_REPLACED]
+    return np.isin(anatomy.region_map, foreign)
 
 
 def _render_secondary_feature(image, anatomy: Anatomy, feature: str, c, box, d, phase: str) -> None:
