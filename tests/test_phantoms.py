@@ -113,9 +113,7 @@ def test_lesion_never_labels_or_repaints_another_organ(disease, location, relati
         anatomy = build_anatomy(SIZE, rng)
         d = TABLE[disease]
         chosen = {a: v[0] for a, v in d.value_keys.items()}
-        chosen.update(location=location, relationship=relationship, density="hyperdense" if disease ==
-                      "gallbladder tumor" else "hypodense", density_variation="heterogeneous" if disease ==
-                      "gallbladder tumor" else chosen["density_variation"])
+        chosen.update(location=location, relationship=relationship)
         before = render_anatomy(anatomy, chosen["enhancement_status"])
         image = before.copy()
         label = render_lesion(image, anatomy, d, chosen, 5.0, rng).label_mask
