@@ -151,10 +151,10 @@ def render_lesion(image: np.ndarray, anatomy: Anatomy, disease: Disease, attrs: 
                         attrs["surface"] == "spiculated" or attrs["specific_features"] == "spiculation", rng)
     if region == "gallbladder_lumen":     # stones lie in bile, never in the wall
         d = np.where(region_mask[box], d, np.inf)
-    # A lesion of one organ never paints over another: drawn as a sphere of >= 21 mm over the anatomy, pancreas and
-    # gallbladder lesions had 40 % of their voxels in the liver or the bowel on average, labelled as lesion yet
-    # painted relative to the wrong tissue (a gallbladder tumour isodense to the wall is 30 HU below the liver),
-    # and an organ map then placed them in the neighbour.
+    # A lesion of one organ never paints over another: drawn as a blob of >= 21 mm over the anatomy, gallbladder and
+    # pancreas tumours had about 40 % of their voxels in the liver, bowel or vessels on average, labelled as lesion
+    # yet painted relative to the wrong tissue (a gallbladder tumour isodense to the wall is 30 HU below the liver),
+    # and an organ map then placed them in the neighbour (README, CPU regime table).
     foreign = _foreign_mask(anatomy, disease.organ)[box]                   # [bx, by, bz]
     unblocked = d
     d = np.where(foreign, np.inf, d)
