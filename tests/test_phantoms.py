@@ -13,7 +13,7 @@ from nnunetv2_malenia.attributes import load_dataset_attributes, load_knowledge_
 from nnunetv2_malenia.phantoms.anatomy import build_anatomy, parenchyma_hu, render_anatomy
 from nnunetv2_malenia.phantoms.cli import main
 from nnunetv2_malenia.phantoms.dataset import split_diseases
-from nnunetv2_malenia.phantoms.lesion_render import _foreign_mask, render_lesion
+from nnunetv2_malenia.phantoms.lesion_render import _foreign_regions, render_lesion
 
 SIZE = (40, 40, 40)
 TABLE = load_knowledge_table()
@@ -115,7 +115,7 @@ def test_lesion_never_labels_or_repaints_another_organ(disease, location, relati
         before = render_anatomy(anatomy, chosen["enhancement_status"])
         image = before.copy()
         label = render_lesion(image, anatomy, d, chosen, 5.0, rng).label_mask
-        foreign = _foreign_mask(anatomy, d.organ)
+        foreign = np.isin(anatomy.region_map, _foreign_regions(anatomy, d.organ))
         assert label.any() and not (label & foreign).any()
         changed = foreign & (np.abs(image - before) > 1e-3)
         # an unclear boundary blurs into the neighbour's first voxel layer only, never deeper

@@ -3,7 +3,7 @@ declared non-renderable (absent from RENDERABLE); a disease using a non-renderab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -155,7 +155,7 @@ def render_lesion(image: np.ndarray, anatomy: Anatomy, disease: Disease, attrs: 
     # pancreas tumours had about 40 % of their voxels in the liver, bowel or vessels on average, labelled as lesion
     # yet painted relative to the wrong tissue (a gallbladder tumour isodense to the wall is 30 HU below the liver),
     # and an organ map then placed them in the neighbour (README, CPU regime table).
-    foreign = _foreign_mask(anatomy, disease.organ)[box]                   # [bx, by, bz]
+    foreign = np.isin(anatomy.region_map[box], _foreign_regions(anatomy, disease.organ))   # [bx, by, bz]
     unblocked = d
     d = np.where(foreign, np.inf, d)
     # margin: smoothstep ramp over d in [1 - width, 1 + width]; ill-defined widens it, an unclear boundary
@@ -201,11 +201,11 @@ def _margin_weight(d: np.ndarray, width: float) -> np.ndarray:
     return (1.0 - t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
-def _foreign_mask(anatomy: Anatomy, organ: str) -> np.ndarray:
-    """[X, Y, Z] bool: voxels of another organ (its lumen included) or of a structure no lesion replaces."""
-    foreign = [i for i, name in enumerate(anatomy.region_names)
-               if REGION_ORGAN.get(name, LUMEN_ORGAN.get(name, organ)) != organ or name in NEVER_REPLACED]
-    return np.isin(anatomy.region_map, foreign)
+def _foreign_regions(anatomy: Anatomy, organ: str) -> List[int]:
+    """Region indices (of ``anatomy.region_map``) a lesion of ``organ`` never covers: another organ's regions (its
+    lumen included) and the structures no lesion replaces."""
+    return [i for i, name in enumerate(anatomy.region_names)
+            if REGION_ORGAN.get(name, LUMEN_ORGAN.get(name, organ)) != organ or name in NEVER_REPLACED]
 
 
 def _render_secondary_feature(image, anatomy: Anatomy, feature: str, c, box, d, phase: str) -> None:
