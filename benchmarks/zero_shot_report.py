@@ -87,6 +87,9 @@ def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluati
 
     seen_rows = {d: {arm: {k: seen[arm]["per_disease"][d][k] for k in ("dice", "nsd")} for arm in seen}
                  for d in A_labels} if seen else {}
+    # lesions in the references (the same for every arm): how many lesions each disease's mean rests on
+    seen_lesions = {d: next(iter(seen.values()))["per_disease"][d]["detection"]["n_reference"]
+                    for d in A_labels} if seen else {}
     reports = {arm: evaluations[arm]["lesion_reports"] for arm in zero_shot_arms
                if evaluations.get(arm) and "lesion_reports" in evaluations[arm]}
 
@@ -112,7 +115,7 @@ def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluati
         "nsd_tolerance_mm": nsd_tolerance_mm,
         "quality": {"unseen_per_disease": unseen, "unseen_mean": mean,
                     "class_agnostic_lesion": {arm: agnostic[arm]["lesion"] for arm in zero_shot_arms},
-                    "seen_per_disease": seen_rows, "lesion_reports": reports, "naming_reference_lesions": naming,
+                    "seen_per_disease": seen_rows, "seen_reference_lesions": seen_lesions, "lesion_reports": reports, "naming_reference_lesions": naming,
                     "detection": {arm: evaluations[arm]["summary"]["all"]["detection"] for arm in zero_shot_arms
                                   if evaluations.get(arm)},
                     "calibrated": generalised_quality(calibrated, present, A_labels) if calibrated else None,
@@ -190,11 +193,12 @@ def markdown(r: dict, plots: List[str]) -> str:
     if q["seen_per_disease"]:
         lines += ["", "### Seen diseases (A's held-out test set): Malenia vs per-class nnU-Net", ""]
         seen_arms = list(next(iter(q["seen_per_disease"].values())))
-        lines += _table(["disease"] + [f"{_title(a)} {k}" for a in seen_arms for k in ("DSC", "NSD")],
-                        [[d] + [_f(row[a][k]) for a in seen_arms for k in ("dice", "nsd")]
+        lesions = q.get("seen_reference_lesions", {})          # absent in reports written before it was recorded
+        lines += _table(["disease", "test lesions"] + [f"{_title(a)} {k}" for a in seen_arms for k in ("DSC", "NSD")],
+                        [[d, str(lesions.get(d, "–"))] + [_f(row[a][k]) for a in seen_arms for k in ("dice", "nsd")]
                          for d, row in q["seen_per_disease"].items()]
-                        + [["**mean**"] + [_f(_mean(row[a][k] for row in q["seen_per_disease"].values()))
-                                           for a in seen_arms for k in ("dice", "nsd")]])
+                        + [["**mean**", ""] + [_f(_mean(row[a][k] for row in q["seen_per_disease"].values()))
+                                               for a in seen_arms for k in ("dice", "nsd")]])
     else:
         lines += ["", "Seen-lesion comparison: not in this profile (no per-class arm)."]
     for arm, rep in q["lesion_reports"].items():
