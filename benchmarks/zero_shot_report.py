@@ -191,14 +191,7 @@ def markdown(r: dict, plots: List[str]) -> str:
                         [[_title(a), _f(d["precision"]), _f(d["recall"]), _f(d["f1"])]
                          for a, d in q["detection"].items()])
     if q["seen_per_disease"]:
-        lines += ["", "### Seen diseases (A's held-out test set): Malenia vs per-class nnU-Net", ""]
-        seen_arms = list(next(iter(q["seen_per_disease"].values())))
-        lesions = q.get("seen_reference_lesions", {})          # absent in reports written before it was recorded
-        lines += _table(["disease", "test lesions"] + [f"{_title(a)} {k}" for a in seen_arms for k in ("DSC", "NSD")],
-                        [[d, str(lesions.get(d, "–"))] + [_f(row[a][k]) for a in seen_arms for k in ("dice", "nsd")]
-                         for d, row in q["seen_per_disease"].items()]
-                        + [["**mean**", ""] + [_f(_mean(row[a][k] for row in q["seen_per_disease"].values()))
-                                               for a in seen_arms for k in ("dice", "nsd")]])
+        lines += seen_lines(q)
     else:
         lines += ["", "Seen-lesion comparison: not in this profile (no per-class arm)."]
     for arm, rep in q["lesion_reports"].items():
@@ -249,6 +242,19 @@ def markdown(r: dict, plots: List[str]) -> str:
     lines += ["", f"Work folder: `{r['work']}`", ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def seen_lines(q: dict) -> List[str]:
+    """The seen section: per disease its reference lesions in A's test set, then Dice and NSD of each seen arm."""
+    lines = ["", "### Seen diseases (A's held-out test set): Malenia vs per-class nnU-Net", ""]
+    seen_arms = list(next(iter(q["seen_per_disease"].values())))
+    lesions = q.get("seen_reference_lesions", {})          # absent in reports written before it was recorded
+    return lines + _table(
+        ["disease", "test lesions"] + [f"{_title(a)} {k}" for a in seen_arms for k in ("DSC", "NSD")],
+        [[d, str(lesions.get(d, "–"))] + [_f(row[a][k]) for a in seen_arms for k in ("dice", "nsd")]
+         for d, row in q["seen_per_disease"].items()]
+        + [["**mean**", ""] + [_f(_mean(row[a][k] for row in q["seen_per_disease"].values()))
+                               for a in seen_arms for k in ("dice", "nsd")]])
 
 
 def calibrated_lines(q: dict) -> List[str]:

@@ -129,3 +129,19 @@ def test_generalised_sections_set_both_splits_beside_the_plain_rows(setting):
     assert "| **mean** | 0.000 | 0.200 | 0.200 | 0.800 |" in text
     assert "| gallstone | 0.950 | 0.900 | 0.900 |" in text and "| lung tumor | 0.500 | – | – |" in text
     assert "Disease identification accuracy: 1.000 (3/3 matched" in text
+
+
+def test_seen_table_says_how_many_lesions_each_disease_mean_rests_on():
+    from zero_shot_report import seen_lines
+
+    q = {"seen_per_disease": {"gallstone": {"malenia": {"dice": 0.9, "nsd": 0.8}, "per_class": {"dice": 0.7, "nsd": 0.6}},
+                              "pancreas tumor": {"malenia": {"dice": 0.1, "nsd": 0.1},
+                                                 "per_class": {"dice": None, "nsd": None}}},
+         "seen_reference_lesions": {"gallstone": 20, "pancreas tumor": 1}}
+    text = "\n".join(seen_lines(q))
+    assert "| disease | test lesions | Malenia zero-shot (A) DSC |" in text
+    assert "| gallstone | 20 | 0.900 | 0.800 | 0.700 | 0.600 |" in text
+    assert "| pancreas tumor | 1 | 0.100 | 0.100 | – | – |" in text
+    assert "| **mean** |  | 0.500 | 0.450 | 0.700 | 0.600 |" in text
+    # a report written before the counts were recorded still renders
+    assert "| gallstone | – |" in "\n".join(seen_lines({"seen_per_disease": q["seen_per_disease"]}))
