@@ -137,9 +137,13 @@ class Bench:
     rss: Dict[str, dict] = field(default_factory=dict)
     # a later script on the same work folder (bench_ablations.py) logs beside this run's logs, not over them
     folder_suffix: str = ""
+    # nnUNet_results under the work folder: a later script that retrains an arm under its own trainer name
+    # (bench_seeds.py, another MALENIA_SEED) keeps the quick run's models by training into a folder of its own
+    results_folder: str = "nnUNet_results"
 
     def __post_init__(self):
         self.env = demo_env(self.work)
+        self.env["nnUNet_results"] = str(self.work / self.results_folder)
         # trainer folders the user already names (own schedules) stay visible beside the plugin's shims
         if os.environ.get("nnUNet_extTrainer"):
             self.env["nnUNet_extTrainer"] += os.pathsep + os.environ["nnUNet_extTrainer"]
@@ -153,7 +157,7 @@ class Bench:
         return self.raw / f"Dataset{dataset_id}_{NAMES[dataset_id]}"
 
     def model(self, dataset_id: int, trainer: str) -> Path:
-        return (self.work / "nnUNet_results" / self.dataset(dataset_id).name
+        return (self.work / self.results_folder / self.dataset(dataset_id).name
                 / f"{trainer}__nnUNetPlans__{self.profile.configuration}")
 
     def measured(self, title: str, *cmd: str) -> None:
