@@ -115,7 +115,8 @@ def assemble(*, profile_name, profile, arms, names, C_labels, A_labels, evaluati
         "nsd_tolerance_mm": nsd_tolerance_mm,
         "quality": {"unseen_per_disease": unseen, "unseen_mean": mean,
                     "class_agnostic_lesion": {arm: agnostic[arm]["lesion"] for arm in zero_shot_arms},
-                    "seen_per_disease": seen_rows, "seen_reference_lesions": seen_lesions, "lesion_reports": reports, "naming_reference_lesions": naming,
+                    "seen_per_disease": seen_rows, "seen_reference_lesions": seen_lesions,
+                    "lesion_reports": reports, "naming_reference_lesions": naming,
                     "detection": {arm: evaluations[arm]["summary"]["all"]["detection"] for arm in zero_shot_arms
                                   if evaluations.get(arm)},
                     "calibrated": generalised_quality(calibrated, present, A_labels) if calibrated else None,
