@@ -132,9 +132,11 @@ def test_generalised_sections_set_both_splits_beside_the_plain_rows(setting):
 
 
 def test_seen_table_says_how_many_lesions_each_disease_mean_rests_on():
+    sys.path.insert(0, str(SCRIPT.parent))
     from zero_shot_report import seen_lines
 
-    q = {"seen_per_disease": {"gallstone": {"malenia": {"dice": 0.9, "nsd": 0.8}, "per_class": {"dice": 0.7, "nsd": 0.6}},
+    q = {"seen_per_disease": {"gallstone": {"malenia": {"dice": 0.9, "nsd": 0.8},
+                                            "per_class": {"dice": 0.7, "nsd": 0.6}},
                               "pancreas tumor": {"malenia": {"dice": 0.1, "nsd": 0.1},
                                                  "per_class": {"dice": None, "nsd": None}}},
          "seen_reference_lesions": {"gallstone": 20, "pancreas tumor": 1}}
