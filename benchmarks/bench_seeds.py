@@ -6,13 +6,15 @@
 Builds on a finished quick-profile run of bench_zero_shot.py in ``--work`` (its seed, MALENIA_SEED=0 by default, is
 the first column): each asked arm is trained again with each ``--seeds`` value into ``nnUNet_results_seed<S>`` beside
 the quick run's models (same phantoms, plan, fold and trainer), predicted on the same test sets and scored as the
-quick run scores it:
+quick run scores it (a seed's finished training and predictions in ``--work`` are re-scored, not trained again):
 
     malenia     Malenia trained on A: seen Dice (mean over A's diseases, candidates restricted to them) on A's
                 held-out test set, zero-shot Dice over C's diseases at G = 0, class-agnostic lesion Dice on C's
                 test set, C's reference lesions named right (--describe-masks)
     per_class   nnU-Net trained on A: seen Dice on A's held-out test set
     supervised  nnU-Net trained on C (the zero-shot upper bound): mean Dice over the diseases of C's test set
+    agnostic    nnU-Net trained on A with its lesion labels merged (B): class-agnostic lesion Dice on C's test
+                set, what Malenia's finding is compared with
 
 Why: at 2,000 CPU iterations two trainings of one setting differ by more than most settings do (README, CPU regime
 table), so a ratio of one Malenia run to one nnU-Net run says little. The table gives every seed, the mean over seeds
@@ -33,11 +35,16 @@ import bench_ablations as ba  # noqa: E402  (beside this file)
 import bench_zero_shot as bz  # noqa: E402
 from nnunetv2_malenia.training.seeding import SEED_VARIABLE  # noqa: E402
 
-ARMS = ("malenia", "per_class", "supervised")
+ARMS = ("malenia", "per_class", "supervised", "agnostic")
 
 
 def dataset_of(arm: str) -> int:
-    return bz.UNSEEN_ID if arm == "supervised" else bz.SEEN_ID
+    return {"supervised": bz.UNSEEN_ID, "agnostic": bz.MERGED_ID}.get(arm, bz.SEEN_ID)
+
+
+def test_set_of(arm: str) -> int:
+    """The dataset whose imagesTs/labelsTs the arm is scored on: C's for the arms that face unseen diseases."""
+    return bz.UNSEEN_ID if arm in ("supervised", "agnostic") else bz.SEEN_ID
 
 
 def trainer_of(bench: "bz.Bench", arm: str) -> str:
@@ -46,7 +53,7 @@ def trainer_of(bench: "bz.Bench", arm: str) -> str:
 
 def prediction_name(arm: str, seed: Optional[int]) -> str:
     """The quick run's folder names (seed None) and this script's: malenia (+ _seen, _reference_lesions),
-    per_class_seen (A's test set), supervised (C's)."""
+    per_class_seen (A's test set), supervised and agnostic (C's)."""
     base = arm if seed is None else f"{arm}_seed{seed}"
     return f"{base}_seen" if arm == "per_class" else base
 
@@ -59,15 +66,28 @@ def seed_bench(work: Path, seed: int) -> "bz.Bench":
     return bench
 
 
+def finished(bench: "bz.Bench", arm: str, seed: int) -> bool:
+    """The arm's training for this seed and its predictions are in the work folder (a run cut short, or one with
+    fewer arms): they are re-scored, not trained again."""
+    name = prediction_name(arm, seed)
+    outputs = [name, f"{name}_seen", f"{name}_reference_lesions"] if arm == "malenia" else [name]
+    model = bench.model(dataset_of(arm), trainer_of(bench, arm)) / f"fold_{bench.profile.fold}"
+    return (model / "checkpoint_final.pth").is_file() and all(
+        (bench.work / "predictions" / o).is_dir() for o in outputs)
+
+
 def train_and_predict(bench: "bz.Bench", arm: str, seed: int, common: Sequence[str]) -> None:
     p, name = bench.profile, prediction_name(arm, seed)
+    if finished(bench, arm, seed):
+        print(f"--- {arm}, seed {seed}: trained and predicted before in {bench.work}; re-scored", flush=True)
+        return
     if arm == "malenia":                                  # zero-shot on C, reference lesions described, seen on A
         ba.train_and_predict(bench, name, trainer_of(bench, arm), common)
         return
     dataset_id = dataset_of(arm)
     bench.measured(f"train {name}", "nnUNetv2_train", str(dataset_id), p.configuration, p.fold, "-tr",
                    trainer_of(bench, arm), "-device", p.device)
-    bench.measured(f"predict {name}", "nnUNetv2_predict", "-i", str(bench.dataset(dataset_id) / "imagesTs"), "-o",
+    bench.measured(f"predict {name}", "nnUNetv2_predict", "-i", str(bench.dataset(test_set_of(arm)) / "imagesTs"), "-o",
                    str(bench.work / "predictions" / name), "-d", str(dataset_id), "-c", p.configuration, "-tr",
                    trainer_of(bench, arm), *common)
 
@@ -77,9 +97,12 @@ def score(bench: "bz.Bench", arm: str, seed: Optional[int]) -> dict:
     name = prediction_name(arm, seed)
     if arm == "malenia":
         return ba.score(bench, name)
-    dataset = bench.dataset(dataset_of(arm))
+    dataset, prediction = bench.dataset(test_set_of(arm)), bench.work / "predictions" / name
     labels = list(bz.lesion_labels(dataset))
-    per_disease = bz.evaluate(dataset / "labelsTs", bench.work / "predictions" / name, dataset)["per_disease"]
+    if arm == "agnostic":                # names no disease: scored with every lesion label merged, as the report
+        agnostic = bz.class_agnostic_scores(dataset / "labelsTs", prediction, bz.lesion_labels(dataset))
+        return {"lesion_dice_unseen": agnostic["lesion"]["dice"]}
+    per_disease = bz.evaluate(dataset / "labelsTs", prediction, dataset)["per_disease"]
     if arm == "supervised":              # C's means leave out the diseases its test references lack, as the report
         labels = [d for d in labels if per_disease[d]["detection"]["n_reference"]]
     return {"disease_dice": ba._disease_mean(per_disease, labels),
@@ -87,7 +110,8 @@ def score(bench: "bz.Bench", arm: str, seed: Optional[int]) -> dict:
 
 
 def headline(arm: str, cell: dict) -> Optional[float]:
-    return cell.get("seen_dice") if arm == "malenia" else cell.get("disease_dice")
+    return {"malenia": cell.get("seen_dice"), "agnostic": cell.get("lesion_dice_unseen")}.get(arm,
+                                                                                           cell.get("disease_dice"))
 
 
 def summarise(result: dict) -> dict:
@@ -112,9 +136,10 @@ def markdown(result: dict) -> str:
              "re-scored; every other seed trained by this run.", "",
              f"- Hardware: {result['hardware']['cpu']}, {result['hardware']['cores']}; GPU: none",
              "- main figure: malenia and per_class: mean Dice over A's diseases on A's held-out test set (Malenia's "
-             "candidates restricted to A's diseases); supervised: mean Dice over the diseases of C's test set",
+             "candidates restricted to A's diseases); supervised: mean Dice over the diseases of C's test set; "
+             "agnostic: class-agnostic lesion Dice on C's test set",
              "- malenia also: zero-shot Dice over C's diseases (G = 0, twelve candidates), class-agnostic lesion "
-             "Dice on C's test set, C's reference lesions named right", "",
+             "Dice on C's test set (the agnostic arm's figure), C's reference lesions named right", "",
              "| arm | " + " | ".join(f"seed {t}" for t in seeds) + " | mean |",
              "|---|" + "---|" * (len(seeds) + 1)]
     for arm, cells in result["arms"].items():
@@ -131,7 +156,7 @@ def markdown(result: dict) -> str:
                 c = malenia[t]
                 lines.append(f"| {t} | {_f(c['zero_shot_dice'])} | {_f(c['lesion_dice_unseen'])} | "
                              f"{c['identification']['correct']}/{c['identification']['matched']} |")
-    per = [(arm, cells) for arm, cells in result["arms"].items() if arm != "malenia"]
+    per = [(arm, cells) for arm, cells in result["arms"].items() if "per_disease" in next(iter(cells.values()))]
     if per:
         lines += ["", "nnU-Net arms per disease:", "", "| arm | disease | " + " | ".join(f"seed {t}" for t in seeds)
                   + " |", "|---|---|" + "---|" * len(seeds)]
