@@ -69,11 +69,15 @@ def seed_bench(work: Path, seed: int) -> "bz.Bench":
 def finished(bench: "bz.Bench", arm: str, seed: int) -> bool:
     """The arm's training for this seed and its predictions are in the work folder (a run cut short, or one with
     fewer arms): they are re-scored, not trained again."""
-    name = prediction_name(arm, seed)
-    outputs = [name, f"{name}_seen", f"{name}_reference_lesions"] if arm == "malenia" else [name]
+    name, pred = prediction_name(arm, seed), bench.work / "predictions"
+    # label-map folders and the test set each must cover (a prediction cut short has fewer files)
+    label_maps = {name: bz.UNSEEN_ID, f"{name}_seen": bz.SEEN_ID} if arm == "malenia" else {name: test_set_of(arm)}
     model = bench.model(dataset_of(arm), trainer_of(bench, arm)) / f"fold_{bench.profile.fold}"
-    return (model / "checkpoint_final.pth").is_file() and all(
-        (bench.work / "predictions" / o).is_dir() for o in outputs)
+    complete = all(len(list((pred / folder).glob("*.nii.gz")))
+                   == len(list((bench.dataset(test_set) / "labelsTs").glob("*.nii.gz")))
+                   for folder, test_set in label_maps.items())
+    described = arm != "malenia" or (pred / f"{name}_reference_lesions" / "reports").is_dir()
+    return (model / "checkpoint_final.pth").is_file() and complete and described
 
 
 def train_and_predict(bench: "bz.Bench", arm: str, seed: int, common: Sequence[str]) -> None:
@@ -87,8 +91,8 @@ def train_and_predict(bench: "bz.Bench", arm: str, seed: int, common: Sequence[s
     dataset_id = dataset_of(arm)
     bench.measured(f"train {name}", "nnUNetv2_train", str(dataset_id), p.configuration, p.fold, "-tr",
                    trainer_of(bench, arm), "-device", p.device)
-    bench.measured(f"predict {name}", "nnUNetv2_predict", "-i", str(bench.dataset(test_set_of(arm)) / "imagesTs"), "-o",
-                   str(bench.work / "predictions" / name), "-d", str(dataset_id), "-c", p.configuration, "-tr",
+    bench.measured(f"predict {name}", "nnUNetv2_predict", "-i", str(bench.dataset(test_set_of(arm)) / "imagesTs"),
+                   "-o", str(bench.work / "predictions" / name), "-d", str(dataset_id), "-c", p.configuration, "-tr",
                    trainer_of(bench, arm), *common)
 
 

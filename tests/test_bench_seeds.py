@@ -28,8 +28,16 @@ def test_a_finished_seed_is_rescored_not_retrained(tmp_path):
     model = bench.model(bz.MERGED_ID, "nnUNetTrainer_CPUDemo") / "fold_0"
     model.mkdir(parents=True)
     (model / "checkpoint_final.pth").write_bytes(b"")
+    tests = bench.dataset(bz.UNSEEN_ID) / "labelsTs"
+    tests.mkdir(parents=True)
+    for case in ("unseen_00080", "unseen_00081"):
+        (tests / f"{case}.nii.gz").write_bytes(b"")
     assert not bs.finished(bench, "agnostic", 1)                         # no predictions yet
-    (tmp_path / "predictions" / "agnostic_seed1").mkdir(parents=True)
+    predictions = tmp_path / "predictions" / "agnostic_seed1"
+    predictions.mkdir(parents=True)
+    (predictions / "unseen_00080.nii.gz").write_bytes(b"")
+    assert not bs.finished(bench, "agnostic", 1)                         # a prediction cut short
+    (predictions / "unseen_00081.nii.gz").write_bytes(b"")
     assert bs.finished(bench, "agnostic", 1)
     assert not bs.finished(bench, "supervised", 1)                       # another arm's model is missing
     assert bs.test_set_of("agnostic") == bz.UNSEEN_ID and bs.dataset_of("agnostic") == bz.MERGED_ID
