@@ -23,10 +23,9 @@ seeds.md / seeds.json are rewritten after every training.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -113,9 +112,13 @@ def score(bench: "bz.Bench", arm: str, seed: Optional[int]) -> dict:
             "per_disease": {d: per_disease[d]["dice"] for d in labels}}
 
 
+# each arm's main figure in its cells (score's keys)
+HEADLINE = {"malenia": "seen_dice", "per_class": "disease_dice", "supervised": "disease_dice",
+            "agnostic": "lesion_dice_unseen"}
+
+
 def headline(arm: str, cell: dict) -> Optional[float]:
-    return {"malenia": cell.get("seen_dice"), "agnostic": cell.get("lesion_dice_unseen")}.get(arm,
-                                                                                           cell.get("disease_dice"))
+    return cell.get(HEADLINE[arm])
 
 
 def summarise(result: dict) -> dict:
